@@ -1,0 +1,50 @@
+// What every engine is given and must do. `switchboard serve` builds the
+// options from its flags, picks an engine by name and calls run().
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string_view>
+
+#include "core/config.hpp"
+#include "core/stats.hpp"
+#include "net/socket.hpp"
+#include "protocol/wire.hpp"
+
+namespace sb::engines {
+
+struct ServerOptions {
+  net::Endpoint listen;
+  core::RouterConfig router;
+  std::size_t max_frame = protocol::kDefaultMaxFrame;
+  std::size_t max_conns = 0;  // 0: derived from the open-files limit
+  std::chrono::milliseconds drain_timeout{5000};
+  unsigned threads = 0;  // multi-threaded engines: 0 means one per core
+  // Called once, from run(), when the listener is bound (port 0 resolved)
+  // and before any connection is accepted.
+  std::function<void(const net::Endpoint&)> on_listening;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Serves until SIGINT or SIGTERM, then drains queued output for up to
+  // drain_timeout and returns the process exit code (0 after a clean stop).
+  // Throws net::StartupError when it cannot start (address in use, ...).
+  virtual int run() = 0;
+  // The counters, complete once run() has returned; the CLI logs them as
+  // "stats: name=value ..." (core::Stats::summary) when the server stops.
+  virtual core::Stats stats() const = 0;
+};
+
+// nullptr for an unknown name (see engine_names.hpp for the known ones).
+std::unique_ptr<Engine> make_engine(std::string_view name, const ServerOptions& options);
+
+// The connection limit to use: the configured one, or what the open-files
+// limit leaves after a margin for the listener, spare fd, epoll and logs.
+std::size_t effective_max_conns(const ServerOptions& options) noexcept;
+
+}  // namespace sb::engines

@@ -1,0 +1,21 @@
+#include <algorithm>
+
+#include "engines/engine.hpp"
+#include "engines/reactor/reactor_engine.hpp"
+
+namespace sb::engines {
+
+std::unique_ptr<Engine> make_engine(std::string_view name, const ServerOptions& options) {
+  if (name == "reactor") return std::make_unique<reactor::ReactorEngine>(options);
+  return nullptr;
+}
+
+std::size_t effective_max_conns(const ServerOptions& options) noexcept {
+  constexpr std::uint64_t kReservedFds = 64;
+  const std::uint64_t limit = net::open_files_limit();
+  const std::uint64_t by_fds = limit > kReservedFds ? limit - kReservedFds : 1;
+  if (options.max_conns == 0) return static_cast<std::size_t>(by_fds);
+  return std::min<std::size_t>(options.max_conns, static_cast<std::size_t>(by_fds));
+}
+
+}  // namespace sb::engines

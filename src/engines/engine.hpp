@@ -43,8 +43,9 @@ class Engine {
 // nullptr for an unknown name (see engine_names.hpp for the known ones).
 std::unique_ptr<Engine> make_engine(std::string_view name, const ServerOptions& options);
 
-// The connection limit to use: the configured one, or what the open-files
-// limit leaves after a margin for the listener, spare fd, epoll and logs.
+// The connection limit to use: the configured one, or (when 0) what the
+// open-files limit leaves after a margin for the listener, spare fd, epoll
+// and logs.
 std::size_t effective_max_conns(const ServerOptions& options) noexcept;
 
 }  // namespace sb::engines

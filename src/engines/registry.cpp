@@ -1,5 +1,3 @@
-#include <algorithm>
-
 #include "engines/engine.hpp"
 #include "engines/reactor/reactor_engine.hpp"
 
@@ -14,8 +12,9 @@ std::size_t effective_max_conns(const ServerOptions& options) noexcept {
   constexpr std::uint64_t kReservedFds = 64;
   const std::uint64_t limit = net::open_files_limit();
   const std::uint64_t by_fds = limit > kReservedFds ? limit - kReservedFds : 1;
-  if (options.max_conns == 0) return static_cast<std::size_t>(by_fds);
-  return std::min<std::size_t>(options.max_conns, static_cast<std::size_t>(by_fds));
+  // An explicit limit is honoured even above what the descriptors allow: the
+  // engines survive EMFILE by accepting and closing (see DESIGN.md section 1).
+  return options.max_conns == 0 ? static_cast<std::size_t>(by_fds) : options.max_conns;
 }
 
 }  // namespace sb::engines

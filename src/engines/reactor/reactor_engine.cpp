@@ -291,9 +291,9 @@ void ReactorEngine::finish_turn() {
 void ReactorEngine::carry_out_actions() {
   // Copy out: resuming a sender can add actions while we iterate.
   while (!router_.actions().empty()) {
-    std::vector<core::Action> actions(router_.actions().begin(), router_.actions().end());
+    actions_.assign(router_.actions().begin(), router_.actions().end());
     router_.clear_actions();
-    for (const core::Action& a : actions) {
+    for (const core::Action& a : actions_) {
       Connection* c = by_id(a.client);
       if (c == nullptr || c->closing) continue;
       if (a.kind == core::Action::Kind::close) {

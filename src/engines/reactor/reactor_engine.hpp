@@ -62,6 +62,7 @@ class ReactorEngine final : public Engine {
   net::Fd spare_;  // kept open so an EMFILE accept can be taken and closed
   std::vector<std::unique_ptr<Connection>> conns_;  // indexed by fd
   std::vector<int> closing_;                        // fds to destroy after the batch
+  std::vector<core::Action> actions_;               // scratch for carry_out_actions()
   bool draining_ = false;
   bool stop_ = false;
   core::Time drain_deadline_{};

@@ -1,0 +1,18 @@
+# Compiles every public header of the given folders on its own, so that a
+# header that forgets an include of its own fails the build.
+function(switchboard_header_check target)
+  set(sources)
+  foreach(dir ${ARGN})
+    file(GLOB headers RELATIVE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/src/${dir}/*.hpp)
+    foreach(h ${headers})
+      string(MAKE_C_IDENTIFIER ${h} stem)
+      set(src ${CMAKE_CURRENT_BINARY_DIR}/header_check/${stem}.cpp)
+      file(CONFIGURE OUTPUT ${src} CONTENT "#include \"${h}\"\n")
+      list(APPEND sources ${src})
+    endforeach()
+  endforeach()
+  add_library(${target} OBJECT ${sources})
+  target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(${target} PRIVATE spdlog::spdlog fmt::fmt CLI11::CLI11)
+  switchboard_warnings(${target})
+endfunction()

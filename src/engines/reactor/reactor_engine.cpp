@@ -68,11 +68,12 @@ int ReactorEngine::run() {
 
 void ReactorEngine::setup() {
   net::ignore_sigpipe();
-  // Take SIGINT/SIGTERM as events of the loop rather than as interruptions.
+  // Take signals as events of the loop rather than as interruptions.
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGUSR1);  // log the counters, keep running
   ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signals_ = net::Fd{::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)};
   epoll_ = net::Fd{::epoll_create1(EPOLL_CLOEXEC)};
@@ -141,6 +142,10 @@ void ReactorEngine::loop() {
 void ReactorEngine::on_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    if (info.ssi_signo == SIGUSR1) {
+      spdlog::info("stats: {}", router_.stats().summary());
+      continue;
+    }
     if (draining_) {
       spdlog::warn("reactor: second signal: stopping without waiting for the drain");
       stop_ = true;

@@ -20,7 +20,8 @@ struct Router::Client {
   OutboundQueue out;
   bool dirty = false;    // listed in dirty_
   bool closing = false;  // a close was requested; frames to it are dropped
-  bool paused = false;   // a sender waiting for some destination to drain
+  bool paused = false;   // a sender waiting for `paused_on` to drain
+  ClientId paused_on{};
   Time last_progress{};  // last write progress, or when the queue became non-empty
   std::vector<ClientId> waiters;  // senders paused on this destination
 };
@@ -84,6 +85,7 @@ RouteResult Router::on_frame(ClientId from, ClientId to, std::span<const char> w
         Client* sender = find(from);
         assert(sender != nullptr && "frames come from connected clients");
         sender->paused = true;
+        sender->paused_on = to;
         if (dest->waiters.empty()) blocking_.push_back(to);
         dest->waiters.push_back(from);
         ++stats_.sender_pauses;
@@ -171,9 +173,14 @@ void Router::on_disconnect(ClientId id, CloseReason reason) {
   }
   stats_.pending_bytes -= c->out.size();
   c->out.clear(out_pool_);
+  // A paused sender leaves its destination's waiter list first, so that a
+  // destination nobody waits on any more is not closed as stalled, and a
+  // client paused on itself is not asked to resume.
+  if (c->paused) {
+    if (Client* dest = find(c->paused_on)) std::erase(dest->waiters, id);
+    c->paused = false;
+  }
   resume_waiters(*c);
-  // If it was itself a paused sender, the destination's waiter list still
-  // names it; resume_waiters() skips IDs that are gone, and IDs are not reused.
   slots_[to_u32(id) & (slots_.size() - 1)].reset();
   --stats_.live_clients;
 }

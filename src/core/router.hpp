@@ -7,6 +7,9 @@
 // clock and makes no system call, which is what lets the tests drive it with
 // a fake clock and a seeded simulation.
 //
+// Time: call on_tick(now) once before the first event and then once per
+// loop turn; the router's notion of "now" is the last tick.
+//
 // Thread: one owner (the loop that drives it). Memory: every client's
 // outbound queue is bounded by max_pending (plus one frame, when the queue
 // was empty, so that a frame larger than the limit can still be delivered).

@@ -3,10 +3,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <string>
 
 #include "harness.hpp"
@@ -117,6 +119,78 @@ TEST_P(LifecycleTest, AddressInUseExitsNonZero) {
   const std::string err = lower(info.stderr_text);
   EXPECT_TRUE(err.find("in use") != std::string::npos || err.find(port) != std::string::npos)
       << "the message should say the address is in use; stderr: " << info.stderr_text;
+}
+
+// Connects `n` clients without waiting for IDs, then waits until each has
+// either its ID or been closed by the server; returns how many got an ID.
+std::size_t connect_and_sort(EngineTest& t, std::vector<Client>& out, std::size_t n,
+                             const std::function<Client()>& make) {
+  for (std::size_t i = 0; i < n; ++i) out.push_back(make());
+  std::vector<Client*> all;
+  for (Client& c : out) all.push_back(&c);
+  const bool settled = pump(all, after(kIoTimeout), [&] {
+    return std::all_of(out.begin(), out.end(),
+                       [](Client& c) { return c.available() >= 4 || c.end() != Client::End::open; });
+  });
+  if (!settled) throw HarnessError("some connections neither got an ID nor were closed");
+  (void)t;
+  return static_cast<std::size_t>(
+      std::count_if(out.begin(), out.end(), [](Client& c) { return c.available() >= 4; }));
+}
+
+// --max-conns: connections over the limit are accepted and closed at once,
+// counted as rejected; the clients already connected are unaffected, and a
+// freed place can be taken again.
+TEST_P(LifecycleTest, ConnectionsOverTheLimitAreRefused) {
+  start_server({"--max-conns", "10"});
+  Client a = connect();
+  Client b = connect();
+  std::vector<Client> extra;
+  const std::size_t admitted =
+      connect_and_sort(*this, extra, 12, [&] { return connect({.read_id = false}); });
+  EXPECT_EQ(admitted, 8u);
+  round_trip(a, b, "still here", after(kIoTimeout));
+  a.close();
+  // The server sees a's FIN and frees its place; the next client may need a
+  // few tries while that happens.
+  bool got_in = false;
+  for (int attempt = 0; attempt < 50 && !got_in; ++attempt) {
+    std::vector<Client> late;
+    got_in = connect_and_sort(*this, late, 1, [&] { return connect({.read_id = false}); }) == 1;
+  }
+  EXPECT_TRUE(got_in) << "a place freed by a client that left should be usable again";
+  const ExitInfo info = stop_server();
+  EXPECT_GE(info.stat("rejected"), 4u);
+}
+
+// Out of file descriptors (EMFILE): with its open-files limit lowered to 64
+// and an explicit --max-conns far above it, the server accepts and closes
+// what it has no descriptor for, keeps serving the clients it has, and
+// counts the refusals.
+TEST_P(LifecycleTest, SurvivesRunningOutOfFileDescriptors) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 64;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);  // the server inherits it
+  try {
+    start_server({"--max-conns", "1000"});
+  } catch (...) {
+    ::setrlimit(RLIMIT_NOFILE, &saved);
+    throw;
+  }
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  Client a = connect();
+  Client b = connect();
+  std::vector<Client> extra;
+  const std::size_t admitted =
+      connect_and_sort(*this, extra, 100, [&] { return connect({.read_id = false}); });
+  EXPECT_LT(admitted, 100u) << "a 64-descriptor server cannot hold 102 connections";
+  round_trip(a, b, "after EMFILE", after(kIoTimeout));
+  const ExitInfo info = stop_server();
+  EXPECT_EQ(info.stat("rejected"), 100u - admitted);
+  EXPECT_EQ(info.stat("accepted"), admitted + 2);
 }
 
 TEST(CommandLineTest, UnknownEngineExitsNonZeroNamingIt) {

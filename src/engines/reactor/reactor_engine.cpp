@@ -173,10 +173,14 @@ void ReactorEngine::on_accept() {
       if (err == EMFILE || err == ENFILE) {
         // Out of descriptors: the pending connection would make the listener
         // readable forever. Free the spare, take the connection, close it.
+        // The victim must be closed before the spare is reopened: it holds
+        // the one descriptor the spare gave up.
         spare_.reset();
         net::Fd victim{::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC)};
+        const bool took_one = victim.valid();
+        if (took_one) reject(std::move(victim), "out of file descriptors");
         spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
-        if (victim) reject(std::move(victim), "out of file descriptors");
+        if (!took_one) return;
         continue;
       }
       spdlog::warn("reactor: accept failed: {}", std::strerror(err));
@@ -200,6 +204,7 @@ void ReactorEngine::on_accept() {
   }
 }
 
+// Takes ownership of `fd` and closes it on return.
 void ReactorEngine::reject(net::Fd fd, const char* why) {
   router_.on_rejected();
   std::uint64_t suppressed = 0;

@@ -10,7 +10,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   libboost1.81-dev libhiredis-dev
   clang-14 libclang-rt-14-dev clang-format clang-tidy
-  redis-server nats-server gnuplot-nox procps
+  redis-server nats-server gnuplot-nox procps python3
 )
 
 missing=()

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_command.hpp"
 #include "cli/client_commands.hpp"
 #include "cli/units.hpp"
 #include "core/config.hpp"
@@ -115,6 +116,8 @@ int main(int argc, char** argv) {
   send_cmd->add_option("--server", server, "Server address")->capture_default_str();
   send_cmd->add_option("--to", to, "Destination client ID")->required();
   send_cmd->add_option("text", words, "Message text (default: read lines from stdin)");
+
+  sb::bench::add_bench_command(app);
 
   CLI11_PARSE(app, argc, argv);
 

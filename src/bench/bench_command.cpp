@@ -1,0 +1,217 @@
+#include "bench/bench_command.hpp"
+
+#include <fmt/format.h>
+#include <stdlib.h>
+
+#include <charconv>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/payload.hpp"
+#include "bench/report.hpp"
+#include "bench/scenarios.hpp"
+#include "net/socket.hpp"
+
+namespace sb::bench {
+
+namespace {
+
+struct Flags {
+  std::vector<std::string> targets = {"reactor"};
+  std::vector<std::string> scenarios = {"throughput"};
+  std::uint32_t pairs = 16;
+  std::size_t size = 64;
+  std::uint32_t window = 256;
+  double rate = 10000;
+  std::uint32_t conns = 5000;
+  std::uint32_t probe_pairs = 100;
+  std::uint32_t threads = 1;
+  std::string duration = "5s";
+  std::string warmup = "1s";
+  std::string drain = "3s";
+  std::string max_pending;
+  std::string slow_consumer;
+  std::string json_path;
+  std::string log_dir;
+  std::uint64_t seed = 1;
+};
+
+// Exit statuses beyond 0.
+constexpr int kRunFailed = 1;  // a target could not be measured for a reason other than a missing binary
+constexpr int kBadFlags = 2;   // as `switchboard serve` does for a bad flag
+constexpr int kIntegrityFailed = 3;  // a run that must lose nothing lost, duplicated, corrupted or reordered
+
+// "5", "5s", "1.5s", "500ms", "2m". nullopt if malformed or negative.
+std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  double v = 0;
+  const char* first = text.data();
+  const char* last = text.data() + text.size();
+  auto [p, ec] = std::from_chars(first, last, v);
+  if (ec != std::errc{} || v < 0) return std::nullopt;
+  const std::string unit(p, last);
+  double ms = 0;
+  if (unit.empty() || unit == "s") {
+    ms = v * 1e3;
+  } else if (unit == "ms") {
+    ms = v;
+  } else if (unit == "m") {
+    ms = v * 60e3;
+  } else {
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds{static_cast<std::int64_t>(ms)};
+}
+
+[[noreturn]] void bad_flag(const std::string& message) {
+  fmt::print(stderr, "switchboard bench: {}\n", message);
+  throw CLI::RuntimeError(kBadFlags);
+}
+
+std::chrono::milliseconds duration_flag(const char* name, const std::string& text) {
+  auto d = parse_duration(text);
+  if (!d) bad_flag(fmt::format("--{}: '{}' is not a duration such as 5, 5s, 500ms or 2m", name, text));
+  return *d;
+}
+
+BenchOptions to_options(const Flags& f) {
+  BenchOptions o;
+  try {
+    o.targets = parse_targets(f.targets);
+    o.scenarios = parse_scenarios(f.scenarios);
+  } catch (const std::invalid_argument& e) {
+    bad_flag(e.what());
+  }
+  if (o.targets.empty()) bad_flag("--target: give at least one target");
+  if (o.scenarios.empty()) bad_flag("--scenario: give at least one scenario");
+  if (f.pairs < 1) bad_flag("--pairs must be at least 1");
+  if (f.size < kMinPayloadSize || f.size > kMaxPayloadSize) {
+    bad_flag(fmt::format("--size must be from {} (sender, sequence, time and checksum) to {} bytes",
+                         kMinPayloadSize, kMaxPayloadSize));
+  }
+  if (f.window < 1) bad_flag("--window must be at least 1");
+  if (!(f.rate > 0)) bad_flag("--rate must be above 0");
+  if (f.conns < 2) bad_flag("--conns must be at least 2");
+  if (f.threads < 1 || f.threads > 64) bad_flag("--threads must be from 1 to 64");
+  if (!f.slow_consumer.empty() && f.slow_consumer != "backpressure" && f.slow_consumer != "disconnect" &&
+      f.slow_consumer != "drop") {
+    bad_flag("--slow-consumer must be backpressure, disconnect or drop");
+  }
+  o.pairs = f.pairs;
+  o.size = f.size;
+  o.window = f.window;
+  o.rate = f.rate;
+  o.conns = f.conns;
+  o.probe_pairs = f.probe_pairs;
+  o.threads = f.threads;
+  o.duration = duration_flag("duration", f.duration);
+  o.warmup = duration_flag("warmup", f.warmup);
+  o.drain = duration_flag("drain", f.drain);
+  if (o.duration.count() <= 0) bad_flag("--duration must be above 0");
+  o.seed = f.seed;
+  o.server.max_pending = f.max_pending;
+  o.server.slow_consumer = f.slow_consumer;
+  o.json_path = f.json_path;
+  o.log_dir = f.log_dir;
+  return o;
+}
+
+int run_bench(const Flags& flags) {
+  BenchOptions options = to_options(flags);
+  net::ignore_sigpipe();
+  if (options.log_dir.empty()) {
+    char tmpl[] = "/tmp/switchboard-bench-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      fmt::print(stderr, "switchboard bench: cannot create a directory for server logs in /tmp\n");
+      return kRunFailed;
+    }
+    options.log_dir = tmpl;
+  }
+  const MachineFacts machine = gather_machine_facts();
+  const std::vector<std::string> command_line = self_command_line();
+
+  Progress progress;
+  const std::vector<RunResult> results = run_all(options, progress);
+
+  std::cout << '\n' << format_table(results) << '\n';
+  const std::string notes = format_notes(results);
+  if (!notes.empty()) std::cout << notes;
+  std::cout << fmt::format("server logs: {}\n", options.log_dir);
+  std::cout << fmt::format("machine: {} CPUs, Linux {}, load average at start {}\n", machine.nproc,
+                           machine.kernel, machine.load_average);
+
+  int code = 0;
+  for (const auto& r : results) {
+    if (r.status == "failed") code = kRunFailed;
+  }
+  for (const auto& r : results) {
+    if (!r.integrity_ok()) code = kIntegrityFailed;
+  }
+
+  if (!options.json_path.empty()) {
+    std::ofstream out(options.json_path);
+    out << to_json(options, results, machine, command_line).dump(2) << '\n';
+    if (!out) {
+      fmt::print(stderr, "switchboard bench: cannot write {}\n", options.json_path);
+      return kRunFailed;
+    }
+    std::cout << fmt::format("wrote {}\n", options.json_path);
+  }
+  std::cout.flush();
+  return code;
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto flags = std::make_shared<Flags>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Measure switchboard engines (and NATS / Redis for reference) over loopback: each run starts a fresh "
+      "server, checks every message for loss, duplication, corruption and order, and reports rates, latency "
+      "and server memory");
+  cmd->add_option(
+         "--target", flags->targets,
+         "What to measure, repeatable or comma-separated: an engine name (started as `<this program> "
+         "serve`), nats, redis, or addr:HOST:PORT (a switchboard already running; no RSS figures)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--scenario", flags->scenarios,
+                  "throughput, latency, stall, conns; repeatable or comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--pairs", flags->pairs, "Sender->receiver pairs (one stream each)")->capture_default_str();
+  cmd->add_option("--size", flags->size, "Payload bytes per message")->capture_default_str();
+  cmd->add_option("--window", flags->window, "Most messages in flight per pair")->capture_default_str();
+  cmd->add_option("--rate", flags->rate, "latency: messages per second, all pairs together")
+      ->capture_default_str();
+  cmd->add_option("--conns", flags->conns, "conns: idle clients to connect")->capture_default_str();
+  cmd->add_option("--probe-pairs", flags->probe_pairs, "conns: random pairs that then exchange one message")
+      ->capture_default_str();
+  cmd->add_option("--threads", flags->threads,
+                  "Load-generator threads; pairs are spread over them (conns always uses one)")
+      ->capture_default_str();
+  cmd->add_option("--duration", flags->duration, "Measured time per run (5, 5s, 500ms, 2m)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", flags->warmup, "Time before measuring, excluded from the figures")
+      ->capture_default_str();
+  cmd->add_option("--drain", flags->drain, "After sending stops, longest wait for messages in flight")
+      ->capture_default_str();
+  cmd->add_option("--max-pending", flags->max_pending, "Passed to the switchboard servers the bench starts");
+  cmd->add_option("--slow-consumer", flags->slow_consumer,
+                  "Passed to the switchboard servers the bench starts: backpressure, disconnect or drop");
+  cmd->add_option("--json", flags->json_path, "Write every figure, the command line and machine facts here");
+  cmd->add_option("--log-dir", flags->log_dir,
+                  "Where server logs go (default: a new /tmp/switchboard-bench-*)");
+  cmd->add_option("--seed", flags->seed, "conns: seed for choosing the probe pairs")->capture_default_str();
+  cmd->callback([flags] {
+    const int code = run_bench(*flags);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace sb::bench

@@ -1,0 +1,126 @@
+// The bench's scenarios, what each run produced, and the runner that starts
+// a fresh server per run, drives the workers and samples the server's
+// memory. Main thread only (the workers run on threads it owns).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bench/histogram.hpp"
+#include "bench/targets.hpp"
+#include "bench/verifier.hpp"
+
+namespace sb::bench {
+
+enum class Scenario { throughput, latency, stall, conns };
+
+std::string_view to_string(Scenario s) noexcept;
+// Words from --scenario, each possibly comma-separated; throws std::invalid_argument.
+std::vector<Scenario> parse_scenarios(const std::vector<std::string>& words);
+
+struct BenchOptions {
+  std::vector<TargetSpec> targets;
+  std::vector<Scenario> scenarios;
+  std::uint32_t pairs = 16;
+  std::size_t size = 64;
+  std::uint32_t window = 256;
+  double rate = 10000;  // latency: messages per second, all pairs together
+  std::uint32_t conns = 5000;
+  std::uint32_t probe_pairs = 100;  // conns: random pairs that exchange one message
+  std::uint32_t threads = 1;
+  std::chrono::milliseconds duration{5000};
+  std::chrono::milliseconds warmup{1000};
+  std::chrono::milliseconds drain{3000};  // after sending stops, longest wait for messages in flight
+  std::uint64_t seed = 1;
+  ServerFlags server;
+  std::string json_path;
+  std::string log_dir;  // server logs go here
+};
+
+struct RunResult {
+  std::string target;
+  Scenario scenario = Scenario::throughput;
+  std::string role;    // "" or "stall baseline"
+  std::string status;  // "ok", "skipped", "failed"
+  std::string reason;  // why skipped or failed
+
+  double seconds = 0;  // length of the measurement window
+  std::uint64_t sent = 0;
+  std::uint64_t delivered_in_window = 0;
+  double msgs_per_s = 0;
+  double mb_per_s = 0;  // payload bytes delivered, 10^6 bytes per second
+  IntegrityCounts integrity;
+  bool drained = false;
+
+  LatencyHistogram latency;
+  LatencyHistogram send_lag;  // latency: how late each message was written against the planned rate
+
+  std::uint64_t connections = 0;  // TCP connections the bench opened
+  double setup_seconds = 0;
+  std::optional<std::uint64_t> rss_start_kib;  // server, before the bench connected
+  std::optional<std::uint64_t> rss_idle_kib;   // conns: all connected, idle
+  std::optional<std::uint64_t> rss_peak_kib;   // highest VmRSS sampled while running
+  std::optional<std::uint64_t> hwm_kib;        // VmHWM at the end
+  std::optional<double> rss_per_conn_bytes;    // conns: per TCP connection
+  std::optional<double> rss_per_client_bytes;  // conns: per client (Redis clients have two connections)
+  std::uint32_t clients = 0;                   // conns: --conns
+  // CPU used over the measurement window, in cores (1.0: one core busy the
+  // whole time): tells whether the server or the load generator was the limit.
+  std::optional<double> server_cpu;
+  std::optional<double> bench_cpu;
+
+  // stall
+  std::optional<double> baseline_msgs_per_s;
+  std::optional<double> healthy_fraction;
+  std::uint64_t flood_sent = 0;
+  std::uint64_t flood_sent_in_window = 0;
+  std::uint64_t deaf_closed = 0;
+  double first_deaf_close_s = 0;
+  std::uint64_t flood_closed = 0;
+  std::uint64_t flood_delivered = 0;  // read out after the run
+  std::uint64_t flood_lost = 0;
+  std::uint64_t flood_duplicated = 0;
+  std::uint64_t flood_reordered = 0;
+  bool flood_settled = false;
+
+  // conns
+  std::uint32_t probe_pairs = 0;
+  std::uint64_t probe_delivered = 0;
+
+  std::uint64_t unexpected_closes = 0;
+  std::uint64_t publish_unrouted = 0;
+  std::uint64_t server_errors = 0;
+  std::uint64_t protocol_errors = 0;
+  std::vector<std::string> error_samples;
+  std::string server_exit;
+  std::string server_log;
+  std::vector<std::string> server_command;
+
+  // False if a scenario that must lose nothing lost, duplicated, corrupted
+  // or reordered anything, or the server closed a healthy client.
+  bool integrity_ok() const noexcept;
+};
+
+// Shows one live line on stderr while a run goes, only if stderr is a tty.
+class Progress {
+ public:
+  Progress();
+  void show(const std::string& line);
+  void clear();
+  bool enabled() const noexcept { return enabled_; }
+
+ private:
+  bool enabled_ = false;
+  bool shown_ = false;
+};
+
+// Runs every scenario against every target, in the order given; a stall
+// run is preceded by a plain throughput run with the same pairs (reused if
+// the run just before was one).
+std::vector<RunResult> run_all(const BenchOptions& options, Progress& progress);
+
+}  // namespace sb::bench

@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -12,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/markdown_report.hpp"
 #include "bench/payload.hpp"
+#include "bench/process.hpp"
 #include "bench/report.hpp"
 #include "bench/scenarios.hpp"
 #include "net/socket.hpp"
@@ -30,6 +33,7 @@ struct Flags {
   double rate = 10000;
   std::uint32_t conns = 5000;
   std::uint32_t probe_pairs = 100;
+  std::uint32_t senders = 16;
   std::uint32_t threads = 1;
   std::string duration = "5s";
   std::string warmup = "1s";
@@ -37,8 +41,22 @@ struct Flags {
   std::string max_pending;
   std::string slow_consumer;
   std::string json_path;
+  std::string report_dir;
   std::string log_dir;
   std::uint64_t seed = 1;
+  bool smoke = false;
+};
+
+// --smoke: every scenario, briefly, for CI. Each applies only where the flag
+// was not given explicitly.
+struct SmokeDefaults {
+  std::vector<std::string> scenarios = {"all"};
+  std::string duration = "1s";
+  std::string warmup = "200ms";
+  std::string drain = "2s";
+  std::uint32_t conns = 300;
+  std::uint32_t probe_pairs = 50;
+  std::uint32_t senders = 8;
 };
 
 // Exit statuses beyond 0.
@@ -96,6 +114,7 @@ BenchOptions to_options(const Flags& f) {
   if (f.window < 1) bad_flag("--window must be at least 1");
   if (!(f.rate > 0)) bad_flag("--rate must be above 0");
   if (f.conns < 2) bad_flag("--conns must be at least 2");
+  if (f.senders < 1 || f.senders > 10000) bad_flag("--senders must be from 1 to 10000");
   if (f.threads < 1 || f.threads > 64) bad_flag("--threads must be from 1 to 64");
   if (!f.slow_consumer.empty() && f.slow_consumer != "backpressure" && f.slow_consumer != "disconnect" &&
       f.slow_consumer != "drop") {
@@ -107,6 +126,7 @@ BenchOptions to_options(const Flags& f) {
   o.rate = f.rate;
   o.conns = f.conns;
   o.probe_pairs = f.probe_pairs;
+  o.senders = f.senders;
   o.threads = f.threads;
   o.duration = duration_flag("duration", f.duration);
   o.warmup = duration_flag("warmup", f.warmup);
@@ -117,13 +137,21 @@ BenchOptions to_options(const Flags& f) {
   o.server.slow_consumer = f.slow_consumer;
   o.json_path = f.json_path;
   o.log_dir = f.log_dir;
+  if (o.log_dir.empty() && !f.report_dir.empty()) o.log_dir = f.report_dir + "/logs";
   return o;
 }
 
 int run_bench(const Flags& flags) {
   BenchOptions options = to_options(flags);
   net::ignore_sigpipe();
-  if (options.log_dir.empty()) {
+  if (!options.log_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.log_dir, ec);
+    if (ec) {
+      fmt::print(stderr, "switchboard bench: cannot create {}: {}\n", options.log_dir, ec.message());
+      return kRunFailed;
+    }
+  } else {
     char tmpl[] = "/tmp/switchboard-bench-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) {
       fmt::print(stderr, "switchboard bench: cannot create a directory for server logs in /tmp\n");
@@ -133,6 +161,8 @@ int run_bench(const Flags& flags) {
   }
   const MachineFacts machine = gather_machine_facts();
   const std::vector<std::string> command_line = self_command_line();
+  const std::string started_utc = utc_now();
+  const auto started = std::chrono::steady_clock::now();
 
   Progress progress;
   const std::vector<RunResult> results = run_all(options, progress);
@@ -161,6 +191,24 @@ int run_bench(const Flags& flags) {
     }
     std::cout << fmt::format("wrote {}\n", options.json_path);
   }
+  if (!flags.report_dir.empty()) {
+    ReportMeta meta;
+    meta.command_line = command_line;
+    meta.machine = machine;
+    meta.git_commit = source_commit();
+    meta.started_utc = started_utc;
+    meta.finished_utc = utc_now();
+    meta.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    meta.load_average_end = read_text_file("/proc/loadavg");
+    while (!meta.load_average_end.empty() && meta.load_average_end.back() == '\n')
+      meta.load_average_end.pop_back();
+    try {
+      std::cout << fmt::format("wrote {}\n", write_report(flags.report_dir, options, results, meta));
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "switchboard bench: {}\n", e.what());
+      return kRunFailed;
+    }
+  }
   std::cout.flush();
   return code;
 }
@@ -177,41 +225,71 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option(
          "--target", flags->targets,
          "What to measure, repeatable or comma-separated: an engine name (started as `<this program> "
-         "serve`), nats, redis, or addr:HOST:PORT (a switchboard already running; no RSS figures)")
+         "serve`), nats, redis, addr:HOST:PORT (a switchboard already running; no RSS figures), engines "
+         "(every engine of this build), or all (every engine, nats and redis)")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--scenario", flags->scenarios,
-                  "throughput, latency, stall, conns; repeatable or comma-separated")
-      ->delimiter(',')
-      ->capture_default_str();
+  CLI::Option* scenario_opt =
+      cmd->add_option("--scenario", flags->scenarios,
+                      "throughput, latency, stall, conns, fanin, or all; repeatable or "
+                      "comma-separated")
+          ->delimiter(',')
+          ->capture_default_str();
   cmd->add_option("--pairs", flags->pairs, "Sender->receiver pairs (one stream each)")->capture_default_str();
   cmd->add_option("--size", flags->size, "Payload bytes per message")->capture_default_str();
   cmd->add_option("--window", flags->window, "Most messages in flight per pair")->capture_default_str();
   cmd->add_option("--rate", flags->rate, "latency: messages per second, all pairs together")
       ->capture_default_str();
-  cmd->add_option("--conns", flags->conns, "conns: idle clients to connect")->capture_default_str();
-  cmd->add_option("--probe-pairs", flags->probe_pairs, "conns: random pairs that then exchange one message")
-      ->capture_default_str();
+  CLI::Option* conns_opt =
+      cmd->add_option("--conns", flags->conns, "conns: idle clients to connect")->capture_default_str();
+  CLI::Option* probe_opt = cmd->add_option("--probe-pairs", flags->probe_pairs,
+                                           "conns: random pairs that then exchange one message")
+                               ->capture_default_str();
+  CLI::Option* senders_opt = cmd->add_option("--senders", flags->senders,
+                                             "fanin: senders to the one receiver (all on one load thread)")
+                                 ->capture_default_str();
   cmd->add_option("--threads", flags->threads,
-                  "Load-generator threads; pairs are spread over them (conns always uses one)")
+                  "Load-generator threads; pairs are spread over them (conns and fanin always use one)")
       ->capture_default_str();
-  cmd->add_option("--duration", flags->duration, "Measured time per run (5, 5s, 500ms, 2m)")
-      ->capture_default_str();
-  cmd->add_option("--warmup", flags->warmup, "Time before measuring, excluded from the figures")
-      ->capture_default_str();
-  cmd->add_option("--drain", flags->drain, "After sending stops, longest wait for messages in flight")
-      ->capture_default_str();
+  CLI::Option* duration_opt =
+      cmd->add_option("--duration", flags->duration, "Measured time per run (5, 5s, 500ms, 2m)")
+          ->capture_default_str();
+  CLI::Option* warmup_opt =
+      cmd->add_option("--warmup", flags->warmup, "Time before measuring, excluded from the figures")
+          ->capture_default_str();
+  CLI::Option* drain_opt =
+      cmd->add_option("--drain", flags->drain, "After sending stops, longest wait for messages in flight")
+          ->capture_default_str();
   cmd->add_option("--max-pending", flags->max_pending, "Passed to the switchboard servers the bench starts");
   cmd->add_option("--slow-consumer", flags->slow_consumer,
                   "Passed to the switchboard servers the bench starts: backpressure, disconnect or drop");
   cmd->add_option("--json", flags->json_path, "Write every figure, the command line and machine facts here");
+  cmd->add_option("--report", flags->report_dir,
+                  "Write a Markdown report (report.md), results.json, and gnuplot charts with their data and "
+                  "scripts into this directory (server logs go to DIR/logs unless --log-dir is given)");
+  cmd->add_flag(
+      "--smoke", flags->smoke,
+      "CI smoke test: every scenario (unless --scenario), 1 s each after 200 ms of warm-up, 2 s drain, "
+      "300 idle clients, 50 probe pairs, 8 fan-in senders; flags given explicitly win. Exit status as "
+      "always: non-zero if a run failed or a message was lost, duplicated, corrupted or reordered");
   cmd->add_option("--log-dir", flags->log_dir,
                   "Where server logs go (default: a new /tmp/switchboard-bench-*)");
   cmd->add_option("--seed", flags->seed, "conns: seed for choosing the probe pairs")->capture_default_str();
-  cmd->callback([flags] {
-    const int code = run_bench(*flags);
-    if (code != 0) throw CLI::RuntimeError(code);
-  });
+  cmd->callback(
+      [flags, scenario_opt, conns_opt, probe_opt, senders_opt, duration_opt, warmup_opt, drain_opt] {
+        if (flags->smoke) {
+          const SmokeDefaults d;
+          if (scenario_opt->count() == 0) flags->scenarios = d.scenarios;
+          if (duration_opt->count() == 0) flags->duration = d.duration;
+          if (warmup_opt->count() == 0) flags->warmup = d.warmup;
+          if (drain_opt->count() == 0) flags->drain = d.drain;
+          if (conns_opt->count() == 0) flags->conns = d.conns;
+          if (probe_opt->count() == 0) flags->probe_pairs = d.probe_pairs;
+          if (senders_opt->count() == 0) flags->senders = d.senders;
+        }
+        const int code = run_bench(*flags);
+        if (code != 0) throw CLI::RuntimeError(code);
+      });
 }
 
 }  // namespace sb::bench

@@ -13,8 +13,6 @@
 
 namespace sb::bench {
 
-namespace {
-
 std::string micros(std::uint64_t ns) {
   const double us = static_cast<double>(ns) / 1e3;
   if (us >= 10000) return fmt::format("{:.1f}ms", us / 1e3);
@@ -36,6 +34,8 @@ std::string thousands(double v) {
   }
   return out;
 }
+
+namespace {
 
 std::string scenario_label(const RunResult& r) {
   std::string s(to_string(r.scenario));
@@ -168,6 +168,15 @@ std::string format_notes(const std::vector<RunResult>& results) {
         out += fmt::format("  server peak RSS sampled {}, VmHWM {}\n", mib(r.rss_peak_kib.value_or(0)),
                            mib(*r.hwm_kib));
     }
+    if (r.scenario == Scenario::fanin && r.fairness) {
+      const Fairness& f = *r.fairness;
+      const double secs = r.seconds > 0 ? r.seconds : 1;
+      out += fmt::format(
+          "- {}: {} senders -> 1 receiver: per sender {} to {} msg/s (mean {}), min/max {:.2f}, Jain's index "
+          "{:.3f}\n",
+          who, f.senders, thousands(static_cast<double>(f.min) / secs),
+          thousands(static_cast<double>(f.max) / secs), thousands(f.mean / secs), f.min_over_max, f.jain);
+    }
     if (r.scenario == Scenario::conns) {
       out += fmt::format("- {}: {} idle connections{} (set up in {:.2f} s)", who, r.connections,
                          r.connections != r.clients ? fmt::format(" for {} clients", r.clients) : "",
@@ -230,6 +239,7 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
                   {"rate", o.rate},
                   {"conns", o.conns},
                   {"probe_pairs", o.probe_pairs},
+                  {"senders", o.senders},
                   {"threads", o.threads},
                   {"duration_s", static_cast<double>(o.duration.count()) / 1e3},
                   {"warmup_s", static_cast<double>(o.warmup.count()) / 1e3},
@@ -293,6 +303,18 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
                     {"deaf_receiver_close_seen_at_s",
                      r.deaf_closed > 0 ? nlohmann::json(r.first_deaf_close_s) : nullptr},
                     {"flooder_closed", r.flood_closed > 0}};
+    }
+    if (r.scenario == Scenario::fanin) {
+      nlohmann::json f = {{"per_sender_delivered_in_window", r.per_sender_delivered}};
+      if (r.fairness) {
+        f["senders"] = r.fairness->senders;
+        f["min"] = r.fairness->min;
+        f["max"] = r.fairness->max;
+        f["mean"] = r.fairness->mean;
+        f["min_over_max"] = r.fairness->min_over_max;
+        f["jain_index"] = r.fairness->jain;
+      }
+      x["fanin"] = std::move(f);
     }
     if (r.scenario == Scenario::conns) {
       x["probe"] = {{"pairs", r.probe_pairs}, {"delivered", r.probe_delivered}};

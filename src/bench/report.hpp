@@ -26,6 +26,12 @@ struct MachineFacts {
 
 MachineFacts gather_machine_facts();
 
+// Figures as the console and the Markdown report show them: "12.3us",
+// "3.4ms"; "12.5 MiB" from KiB; "1,234,567".
+std::string micros(std::uint64_t ns);
+std::string mib(std::uint64_t kib);
+std::string thousands(double v);
+
 // The table (one row per run) and a few lines of notes under it.
 std::string format_table(const std::vector<RunResult>& results);
 std::string format_notes(const std::vector<RunResult>& results);

@@ -63,6 +63,21 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
     return plans;
   }
 
+  if (scenario == Scenario::fanin) {
+    // Every sender to one receiver (local client 0). One worker: it holds
+    // both ends of every stream, and they all share the receiver.
+    WorkerPlan p = base();
+    p.clients = o.senders + 1;
+    for (std::uint32_t i = 0; i < o.senders; ++i) {
+      StreamPlan s;
+      s.from = i + 1;
+      s.to = 0;
+      p.streams.push_back(s);
+    }
+    plans.push_back(std::move(p));
+    return plans;
+  }
+
   const std::uint32_t threads = std::max<std::uint32_t>(1, std::min(o.threads, o.pairs));
   plans.resize(threads, base());
   const double rate_per_stream = o.rate / o.pairs;
@@ -301,6 +316,7 @@ class Run {
         r_.rss_per_client_bytes = grew / static_cast<double>(o_.conns);
       }
     }
+    if (scenario_ == Scenario::fanin) r_.fairness = fairness_of(r_.per_sender_delivered);
     if (!died.empty()) return fail("failed", died);
     for (auto& w : workers) {
       if (!w->result().error.empty()) return fail("failed", w->result().error);
@@ -327,6 +343,10 @@ class Run {
     for (auto& w : workers) {
       const WorkerResult& x = w->result();
       r_.sent += x.sent;
+      if (scenario_ == Scenario::fanin) {
+        r_.per_sender_delivered.insert(r_.per_sender_delivered.end(), x.stream_delivered_in_window.begin(),
+                                       x.stream_delivered_in_window.end());
+      }
       r_.delivered_in_window += x.delivered_in_window;
       r_.integrity += x.integrity;
       r_.latency.merge(x.latency);
@@ -374,6 +394,8 @@ std::string_view to_string(Scenario s) noexcept {
       return "stall";
     case Scenario::conns:
       return "conns";
+    case Scenario::fanin:
+      return "fanin";
   }
   return "?";
 }
@@ -388,16 +410,20 @@ std::vector<Scenario> parse_scenarios(const std::vector<std::string>& words) {
       const std::string name = word.substr(start, comma - start);
       start = comma + 1;
       if (name.empty()) continue;
+      if (name == "all") {
+        out.insert(out.end(), std::begin(kAllScenarios), std::end(kAllScenarios));
+        continue;
+      }
       bool found = false;
-      for (Scenario s : {Scenario::throughput, Scenario::latency, Scenario::stall, Scenario::conns}) {
+      for (Scenario s : kAllScenarios) {
         if (name == to_string(s)) {
           out.push_back(s);
           found = true;
         }
       }
       if (!found) {
-        throw std::invalid_argument(
-            fmt::format("--scenario: unknown scenario '{}' (throughput, latency, stall, conns)", name));
+        throw std::invalid_argument(fmt::format(
+            "--scenario: unknown scenario '{}' (throughput, latency, stall, conns, fanin, all)", name));
       }
     }
   }

@@ -10,16 +10,23 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/fairness.hpp"
 #include "bench/histogram.hpp"
 #include "bench/targets.hpp"
 #include "bench/verifier.hpp"
 
 namespace sb::bench {
 
-enum class Scenario { throughput, latency, stall, conns };
+enum class Scenario { throughput, latency, stall, conns, fanin };
+
+// Every scenario, in the order `--scenario all` runs them: stall right after
+// throughput, so that the throughput run is also the stall run's baseline.
+inline constexpr Scenario kAllScenarios[] = {Scenario::throughput, Scenario::stall, Scenario::latency,
+                                             Scenario::conns, Scenario::fanin};
 
 std::string_view to_string(Scenario s) noexcept;
-// Words from --scenario, each possibly comma-separated; throws std::invalid_argument.
+// Words from --scenario, each possibly comma-separated; "all" is every
+// scenario. Throws std::invalid_argument.
 std::vector<Scenario> parse_scenarios(const std::vector<std::string>& words);
 
 struct BenchOptions {
@@ -31,6 +38,7 @@ struct BenchOptions {
   double rate = 10000;  // latency: messages per second, all pairs together
   std::uint32_t conns = 5000;
   std::uint32_t probe_pairs = 100;  // conns: random pairs that exchange one message
+  std::uint32_t senders = 16;       // fanin: senders to the one receiver
   std::uint32_t threads = 1;
   std::chrono::milliseconds duration{5000};
   std::chrono::milliseconds warmup{1000};
@@ -86,6 +94,10 @@ struct RunResult {
   std::uint64_t flood_duplicated = 0;
   std::uint64_t flood_reordered = 0;
   bool flood_settled = false;
+
+  // fanin: messages delivered in the window per sender, and how evenly
+  std::vector<std::uint64_t> per_sender_delivered;
+  std::optional<Fairness> fairness;
 
   // conns
   std::uint32_t probe_pairs = 0;

@@ -78,6 +78,22 @@ std::vector<TargetSpec> parse_targets(const std::vector<std::string>& words) {
       const std::string name = trim(word.substr(start, comma - start));
       start = comma + 1;
       if (name.empty()) continue;
+      // Keywords: every engine this build has (so a matrix picks up new
+      // ones by itself), and every engine plus the two reference servers.
+      if (name == "engines" || name == "all-engines" || name == "all") {
+        for (auto e : engines::kEngineNames) {
+          TargetSpec t;
+          t.label = std::string(e);
+          t.kind = TargetKind::engine;
+          t.engine = std::string(e);
+          out.push_back(std::move(t));
+        }
+        if (name == "all") {
+          out.push_back(TargetSpec{"nats", TargetKind::nats, "", {}});
+          out.push_back(TargetSpec{"redis", TargetKind::redis, "", {}});
+        }
+        continue;
+      }
       TargetSpec t;
       t.label = name;
       if (name == "nats") {
@@ -100,7 +116,8 @@ std::vector<TargetSpec> parse_targets(const std::vector<std::string>& words) {
         }
         if (!known) {
           throw std::invalid_argument(fmt::format(
-              "--target: unknown target '{}' (engines: {}; also nats, redis, addr:HOST:PORT)", name, names));
+              "--target: unknown target '{}' (engines: {}; also nats, redis, addr:HOST:PORT, engines, all)",
+              name, names));
         }
         t.kind = TargetKind::engine;
         t.engine = name;

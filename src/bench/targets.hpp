@@ -29,7 +29,9 @@ struct TargetSpec {
 inline constexpr const char* kNatsServer = "/usr/sbin/nats-server";
 inline constexpr const char* kRedisServer = "/usr/bin/redis-server";
 
-// Words from --target, each possibly comma-separated. Throws
+// Words from --target, each possibly comma-separated. "engines" (or
+// "all-engines") stands for every name in engines::kEngineNames, "all" for
+// those plus nats and redis. Throws
 // std::invalid_argument naming the word and the accepted forms.
 std::vector<TargetSpec> parse_targets(const std::vector<std::string>& words);
 

@@ -140,7 +140,9 @@ struct Worker::Sink {
 
 Worker::Worker(WorkerPlan plan)
     : plan_{std::move(plan)},
-      verifier_{plan_.payload_size, plan_.first_stream, static_cast<std::uint32_t>(plan_.streams.size())} {}
+      verifier_{plan_.payload_size, plan_.first_stream, static_cast<std::uint32_t>(plan_.streams.size())} {
+  result_.stream_delivered_in_window.assign(plan_.streams.size(), 0);
+}
 
 Worker::~Worker() {
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
@@ -317,6 +319,8 @@ void Worker::loop(const Timeline& t) {
     live_delivered_.store(delivered_total_, std::memory_order_relaxed);
   }
   if (!plan_.deaf.empty() && result_.error.empty()) readout(t);
+  // A worker without a flood stream has nothing to wait for.
+  if (plan_.deaf.empty()) result_.flood_settled = true;
 }
 
 // The deaf receivers finally read what the server kept for them, so the
@@ -662,7 +666,10 @@ void Worker::on_message(std::uint32_t conn, std::string_view payload, std::int64
   // The flood stream is read only after the run: it has no rate or latency.
   if (streams_[outcome.header.stream - plan_.first_stream].plan.flood) return;
   ++delivered_total_;
-  if (now >= timeline_.measure_from && now < timeline_.send_until) ++result_.delivered_in_window;
+  if (now >= timeline_.measure_from && now < timeline_.send_until) {
+    ++result_.delivered_in_window;
+    ++result_.stream_delivered_in_window[outcome.header.stream - plan_.first_stream];
+  }
   const auto sent = static_cast<std::int64_t>(outcome.header.sent_ns);
   if (sent >= timeline_.measure_from && sent < timeline_.send_until) {
     result_.latency.record(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - sent)));

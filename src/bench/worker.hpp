@@ -96,6 +96,9 @@ struct WorkerResult {
   std::string error;       // setup failure or a fatal loop error; empty if none
   std::uint64_t sent = 0;  // healthy streams, whole run
   std::uint64_t delivered_in_window = 0;
+  // Per stream of the plan, in its order: delivered in the window (fan-in
+  // fairness). Flood streams count 0.
+  std::vector<std::uint64_t> stream_delivered_in_window;
   std::uint64_t flood_sent = 0;  // flood streams, whole run
   std::uint64_t flood_sent_in_window = 0;
   IntegrityCounts integrity;  // healthy streams

@@ -11,6 +11,7 @@
 
 #include "bench/process.hpp"
 #include "bench/scenarios.hpp"
+#include "engines/engine_names.hpp"
 
 namespace sb::bench {
 namespace {
@@ -34,6 +35,35 @@ TEST(Targets, UnknownNamesAndBadAddressesAreRejected) {
   EXPECT_THROW(parse_targets({"kafka"}), std::invalid_argument);
   EXPECT_THROW(parse_targets({"addr:nowhere"}), std::invalid_argument);
   EXPECT_THROW(parse_targets({"addr:127.0.0.1:99999"}), std::invalid_argument);
+}
+
+TEST(Targets, EnginesAndAllExpandToEveryEngineOfTheBuild) {
+  const auto engines = parse_targets({"engines"});
+  ASSERT_EQ(engines.size(), engines::kEngineNames.size());
+  for (std::size_t i = 0; i < engines.size(); ++i) {
+    EXPECT_EQ(engines[i].kind, TargetKind::engine);
+    EXPECT_EQ(engines[i].engine, engines::kEngineNames[i]);
+    EXPECT_EQ(engines[i].label, engines::kEngineNames[i]);
+  }
+  EXPECT_EQ(parse_targets({"all-engines"}).size(), engines::kEngineNames.size());
+  const auto all = parse_targets({"all"});
+  ASSERT_EQ(all.size(), engines::kEngineNames.size() + 2);
+  EXPECT_EQ(all[all.size() - 2].kind, TargetKind::nats);
+  EXPECT_EQ(all[all.size() - 2].label, "nats");
+  EXPECT_EQ(all.back().kind, TargetKind::redis);
+  EXPECT_EQ(all.back().label, "redis");
+}
+
+TEST(Scenarios, FaninAndAll) {
+  const auto s = parse_scenarios({"fanin"});
+  ASSERT_EQ(s.size(), 1u);
+  EXPECT_EQ(s[0], Scenario::fanin);
+  EXPECT_EQ(to_string(Scenario::fanin), "fanin");
+  // `all`: stall right after throughput, so the throughput run is its baseline.
+  const auto all = parse_scenarios({"all"});
+  const std::vector<Scenario> expected = {Scenario::throughput, Scenario::stall, Scenario::latency,
+                                          Scenario::conns, Scenario::fanin};
+  EXPECT_EQ(all, expected);
 }
 
 TEST(Scenarios, Parse) {

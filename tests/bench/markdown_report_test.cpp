@@ -1,0 +1,250 @@
+// The report's text: Markdown tables and cells, the command line, the
+// per-scenario sections and verification table from hand-made results, and
+// the charts' data files and gnuplot scripts. No gnuplot is run here.
+#include "bench/markdown_report.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "bench/charts.hpp"
+
+namespace sb::bench {
+namespace {
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+BenchOptions options() {
+  BenchOptions o;
+  o.pairs = 4;
+  o.size = 64;
+  o.window = 32;
+  o.senders = 4;
+  o.rate = 2000;
+  o.conns = 100;
+  o.probe_pairs = 10;
+  o.duration = std::chrono::milliseconds{2000};
+  o.warmup = std::chrono::milliseconds{500};
+  o.drain = std::chrono::milliseconds{1000};
+  o.targets = parse_targets({"reactor", "nats"});
+  o.scenarios = {Scenario::throughput, Scenario::fanin};
+  return o;
+}
+
+RunResult ok_run(std::string target, Scenario s) {
+  RunResult r;
+  r.target = std::move(target);
+  r.scenario = s;
+  r.status = "ok";
+  r.seconds = 2.0;
+  r.drained = true;
+  return r;
+}
+
+RunResult fanin_run() {
+  RunResult r = ok_run("reactor", Scenario::fanin);
+  r.per_sender_delivered = {2000, 2000, 1000, 3000};
+  r.fairness = fairness_of(r.per_sender_delivered);
+  r.delivered_in_window = 8000;
+  r.msgs_per_s = 4000;
+  r.mb_per_s = 0.256;
+  r.sent = 8100;
+  r.integrity.delivered = 8100;
+  r.server_cpu = 0.5;
+  r.bench_cpu = 0.75;
+  return r;
+}
+
+RunResult failed_run(std::string target, Scenario s, std::string reason) {
+  RunResult r;
+  r.target = std::move(target);
+  r.scenario = s;
+  r.status = "failed";
+  r.reason = std::move(reason);
+  return r;
+}
+
+TEST(Markdown, CellsEscapePipesAndLineBreaks) {
+  EXPECT_EQ(markdown_cell("a|b"), "a\\|b");
+  EXPECT_EQ(markdown_cell("line one\nline two\r"), "line one line two ");
+  EXPECT_EQ(markdown_cell("plain"), "plain");
+}
+
+TEST(Markdown, TableWithAlignmentAndShortRows) {
+  const std::string t =
+      markdown_table({"target", "msgs/s", "note"}, {{"reactor", "1,000", "x|y"}, {"nats"}}, "lr");
+  EXPECT_EQ(t,
+            "| target | msgs/s | note |\n"
+            "| --- | ---: | --- |\n"
+            "| reactor | 1,000 | x\\|y |\n"
+            "| nats |  |  |\n");
+}
+
+TEST(Markdown, CommandLineIsQuotedForTheShell) {
+  EXPECT_EQ(shell_command({"./build/release/src/cli/switchboard", "bench", "--target", "engines,nats",
+                           "--report", "bench/results/2026-11-26T08:00:00Z"}),
+            "./build/release/src/cli/switchboard bench --target engines,nats --report "
+            "bench/results/2026-11-26T08:00:00Z");
+  EXPECT_EQ(shell_command({"sb", "a b", "it's", ""}), "sb 'a b' 'it'\\''s' ''");
+}
+
+TEST(Markdown, FaninSectionShowsRatesAndFairness) {
+  const BenchOptions o = options();
+  const std::vector<RunResult> results = {fanin_run(),
+                                          failed_run("nats", Scenario::fanin, "nats-server ended")};
+  const std::string s = scenario_section(Scenario::fanin, o, results);
+  EXPECT_TRUE(contains(s, "### Fan-in")) << s;
+  EXPECT_TRUE(contains(s, "4 senders to one receiver")) << s;
+  // 1000 and 3000 messages in a 2 s window: 500 and 1,500 msg/s; min/max
+  // 1/3; Jain (8000^2) / (4 * 18,000,000) = 0.889.
+  EXPECT_TRUE(contains(s, "| reactor | ok | 4 | 4,000 | 0.3 | 500 | 1,500 | 0.33 | 0.889 | 0.50 | 0.75 |"))
+      << s;
+  EXPECT_TRUE(contains(s, "| nats | **failed**: nats-server ended | - | - |")) << s;
+  EXPECT_EQ(scenario_section(Scenario::latency, o, results), "");
+}
+
+TEST(Markdown, ThroughputAndLatencySections) {
+  const BenchOptions o = options();
+  RunResult t = ok_run("reactor", Scenario::throughput);
+  t.msgs_per_s = 1234567.4;
+  t.mb_per_s = 79.01;
+  t.server_cpu = 0.9;
+  t.rss_peak_kib = 5120;
+  RunResult l = ok_run("redis", Scenario::latency);
+  // 1..100 us; the histogram keeps values to within 1/512, so p90 shows as 90.1us.
+  for (int i = 1; i <= 100; ++i) l.latency.record(static_cast<std::uint64_t>(i) * 1000);
+  l.msgs_per_s = 2000;
+  const std::vector<RunResult> results = {t, l};
+  const std::string ts = scenario_section(Scenario::throughput, o, results);
+  EXPECT_TRUE(contains(ts, "| reactor | ok | 1,234,567 | 79.0 | 0.90 | n/a | 5.0 MiB |")) << ts;
+  const std::string ls = scenario_section(Scenario::latency, o, results);
+  EXPECT_TRUE(
+      contains(ls, "| redis | ok | 2,000 | 50.0us | 90.1us | 99.1us | 100us | 100us | 0.0us | n/a | n/a |"))
+      << ls;
+}
+
+TEST(Markdown, StallSectionShowsTheFractionAndTheFlood) {
+  RunResult s = ok_run("reactor", Scenario::stall);
+  s.baseline_msgs_per_s = 1000;
+  s.msgs_per_s = 900;
+  s.healthy_fraction = 0.9;
+  s.flood_sent = 5000;
+  s.flood_delivered = 4000;
+  s.flood_lost = 1000;
+  s.deaf_closed = 1;
+  const std::string text = scenario_section(Scenario::stall, options(), {s});
+  EXPECT_TRUE(
+      contains(text, "| reactor | ok | 1,000 | 900 | 0.90 | 5,000 | 4,000 | 1,000 | yes | no | n/a |"))
+      << text;
+}
+
+TEST(Markdown, VerificationTableGivesAVerdictPerRun) {
+  RunResult clean = fanin_run();
+  RunResult lossy = ok_run("nats", Scenario::throughput);
+  lossy.sent = 10;
+  lossy.integrity.delivered = 9;
+  lossy.integrity.lost = 1;
+  // The verifier also counted the flood stream's 50 arrivals; the table
+  // shows the healthy streams' only, beside what they sent.
+  RunResult stall = ok_run("reactor", Scenario::stall);
+  stall.sent = 100;
+  stall.integrity.delivered = 150;
+  stall.flood_delivered = 50;
+  RunResult baseline = ok_run("redis", Scenario::throughput);
+  baseline.role = "stall baseline";
+  const std::string t =
+      verification_table({clean, lossy, baseline, failed_run("race", Scenario::conns, "did not listen")});
+  EXPECT_TRUE(contains(t, "| reactor | fanin | 8100 | 8100 | 0 | 0 | 0 | 0 | 0 | 0 | clean |")) << t;
+  EXPECT_TRUE(contains(t, "| nats | throughput | 10 | 9 | 1 | 0 | 0 | 0 | 0 | 0 | **NOT clean** |")) << t;
+  EXPECT_TRUE(contains(t, "| redis | throughput (stall baseline) |")) << t;
+  EXPECT_TRUE(contains(t, "| race | conns | - | - | - | - | - | - | - | - | run failed |")) << t;
+}
+
+TEST(Markdown, ReportHasCommandMachineChartsAndFailures) {
+  const BenchOptions o = options();
+  ReportMeta meta;
+  meta.command_line = {"switchboard", "bench", "--report", "out dir"};
+  meta.machine.nproc = 2;
+  meta.machine.kernel = "6.1.0";
+  meta.machine.nats_server_version = "nats-server: v2.9.10";
+  meta.git_commit = "abc1234";
+  meta.started_utc = "2026-11-26T08:00:00Z";
+  meta.finished_utc = "2026-11-26T08:01:00Z";
+  meta.wall_seconds = 60;
+  const std::vector<RunResult> results = {fanin_run(), failed_run("nats", Scenario::fanin, "line 1\nline 2")};
+
+  ChartsOutcome charts;
+  charts.gnuplot = "/usr/bin/gnuplot";
+  charts.gnuplot_version = "gnuplot 5.4";
+  charts.terminal = "pngcairo";
+  DrawnChart d;
+  d.spec.name = "fanin";
+  d.spec.caption = "Fan-in by target";
+  d.image = "fanin.png";
+  charts.charts.push_back(d);
+  const std::string r = render_report(o, results, meta, charts);
+  EXPECT_TRUE(contains(r, "```sh\nswitchboard bench --report 'out dir'\n```")) << r;
+  EXPECT_TRUE(contains(r, "| switchboard commit | abc1234 |")) << r;
+  EXPECT_TRUE(contains(r, "| nats-server | nats-server: v2.9.10 |")) << r;
+  EXPECT_TRUE(contains(r, "| redis-server | not installed |")) << r;
+  EXPECT_TRUE(contains(r, "![Fan-in by target](fanin.png)")) << r;
+  EXPECT_TRUE(contains(r, "## Verification")) << r;
+  EXPECT_TRUE(contains(r, "## Runs that failed or were skipped")) << r;
+  EXPECT_TRUE(contains(r, "  line 1\n  line 2\n")) << r;
+
+  ChartsOutcome none;
+  none.problem = "gnuplot is not installed";
+  const std::string r2 = render_report(o, results, meta, none);
+  EXPECT_TRUE(contains(r2, "gnuplot is not installed")) << r2;
+  EXPECT_FALSE(contains(r2, "![")) << r2;
+}
+
+TEST(Charts, PicksTheBestTerminalOffered) {
+  const std::string listing =
+      "Available terminal types:\n"
+      "           png  PNG images using libgd and TrueType fonts\n"
+      "      pngcairo  png terminal based on cairo\n"
+      "           svg  W3C Scalable Vector Graphics\n";
+  EXPECT_EQ(pick_gnuplot_terminal(listing), "pngcairo");
+  EXPECT_EQ(pick_gnuplot_terminal("   svg  W3C\n   png  PNG images\n"), "png");
+  EXPECT_EQ(pick_gnuplot_terminal("   svg  W3C Scalable Vector Graphics\n"), "svg");
+  EXPECT_EQ(pick_gnuplot_terminal("   dumb  ascii art\n  epscairo  eps\n"), "");
+  EXPECT_EQ(image_extension("pngcairo"), "png");
+  EXPECT_EQ(image_extension("svg"), "svg");
+}
+
+TEST(Charts, GnuplotStringsAreEscaped) {
+  EXPECT_EQ(gnuplot_string("reactor"), "\"reactor\"");
+  EXPECT_EQ(gnuplot_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(gnuplot_string("two\nlines"), "\"two\\nlines\"");
+}
+
+TEST(Charts, DataAndScriptsPerScenarioWithFailuresLeftOut) {
+  const BenchOptions o = options();
+  RunResult t = ok_run("reactor", Scenario::throughput);
+  t.msgs_per_s = 1500000;
+  t.mb_per_s = 96;
+  const std::vector<RunResult> results = {t, failed_run("race", Scenario::throughput, "crashed"),
+                                          fanin_run()};
+  const auto charts = build_charts(o, results, "svg");
+  ASSERT_EQ(charts.size(), 2u);
+  EXPECT_EQ(charts[0].name, "throughput");
+  EXPECT_TRUE(contains(charts[0].data, "\"reactor\" 1.5e+06 96 -1 -1\n")) << charts[0].data;
+  ASSERT_EQ(charts[0].left_out.size(), 1u);
+  EXPECT_EQ(charts[0].left_out[0], "race (failed)");
+  EXPECT_TRUE(contains(charts[0].script, "set terminal svg")) << charts[0].script;
+  EXPECT_TRUE(contains(charts[0].script, "set output 'throughput.svg'")) << charts[0].script;
+  EXPECT_TRUE(contains(charts[0].script, "not shown: race (failed)")) << charts[0].script;
+  EXPECT_TRUE(contains(charts[0].script, "plot 'throughput.dat'")) << charts[0].script;
+  EXPECT_EQ(charts[1].name, "fanin");
+  // msgs/s, Jain, slowest and fastest sender per second.
+  EXPECT_TRUE(contains(charts[1].data, "\"reactor\" 4000 0.888889 500 1500\n")) << charts[1].data;
+  EXPECT_TRUE(charts[1].left_out.empty());
+  EXPECT_TRUE(build_charts(o, {failed_run("race", Scenario::latency, "x")}, "png").empty());
+}
+
+}  // namespace
+}  // namespace sb::bench

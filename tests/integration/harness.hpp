@@ -341,3 +341,8 @@ std::string engine_test_name(const ::testing::TestParamInfo<std::string_view>& i
 #define SB_INSTANTIATE_FOR_EVERY_ENGINE(suite)                                               \
   INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::engines::kEngineNames), \
                            ::sb::itest::engine_test_name)
+
+// The same for the engines that isolate slow consumers (kIsolatingEngines).
+#define SB_INSTANTIATE_FOR_ISOLATING_ENGINES(suite)                                                \
+  INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::engines::kIsolatingEngines), \
+                           ::sb::itest::engine_test_name)

@@ -1,0 +1,408 @@
+#include "engines/asio/common.hpp"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
+#include <boost/asio/experimental/parallel_group.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include "net/socket.hpp"
+
+namespace sb::engines::asio_engines {
+
+namespace {
+
+constexpr auto kAcceptBackoff = std::chrono::milliseconds{100};
+
+net::Fd open_spare() {
+  return net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
+}
+
+}  // namespace
+
+// ---- AtomicStats ----
+
+void AtomicStats::closed(core::CloseReason reason) noexcept {
+  bump(closed_);
+  switch (reason) {
+    case core::CloseReason::peer_closed:
+      bump(closed_peer_);
+      break;
+    case core::CloseReason::oversized_frame:
+      bump(closed_oversized_);
+      break;
+    case core::CloseReason::slow_consumer:
+      bump(closed_slow_);
+      break;
+    case core::CloseReason::io_error:
+      bump(closed_io_error_);
+      break;
+    case core::CloseReason::shutdown:
+      bump(closed_shutdown_);
+      break;
+  }
+}
+
+void AtomicStats::add_pending(std::size_t n) noexcept {
+  const std::size_t now = pending_.fetch_add(n, std::memory_order_relaxed) + n;
+  std::size_t peak = peak_pending_.load(std::memory_order_relaxed);
+  while (now > peak && !peak_pending_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+core::Stats AtomicStats::snapshot() const noexcept {
+  auto get = [](const Counter& c) { return c.load(std::memory_order_relaxed); };
+  core::Stats s;
+  s.connections_accepted = get(accepted_);
+  s.connections_rejected = get(rejected_);
+  s.connections_closed = get(closed_);
+  s.frames_routed = get(routed_);
+  s.bytes_routed = get(routed_bytes_);
+  s.dropped_no_route = get(dropped_no_route_);
+  s.dropped_slow_consumer = get(dropped_slow_);
+  s.closed_peer = get(closed_peer_);
+  s.closed_oversized = get(closed_oversized_);
+  s.closed_slow_consumer = get(closed_slow_);
+  s.closed_io_error = get(closed_io_error_);
+  s.closed_shutdown = get(closed_shutdown_);
+  s.sender_pauses = get(sender_pauses_);
+  s.live_clients = static_cast<std::size_t>(s.connections_accepted -
+                                            std::min(s.connections_closed, s.connections_accepted));
+  s.pending_bytes = pending_.load(std::memory_order_relaxed);
+  s.peak_pending_bytes = peak_pending_.load(std::memory_order_relaxed);
+  return s;
+}
+
+// ---- small helpers ----
+
+core::CloseReason close_reason(const error_code& ec) noexcept {
+  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+      ec == asio::error::shut_down) {
+    return core::CloseReason::peer_closed;
+  }
+  return core::CloseReason::io_error;
+}
+
+void log_exception(const std::exception_ptr& e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("asio engine: a coroutine failed: {}", ex.what());
+  } catch (...) {
+    spdlog::error("asio engine: a coroutine failed with an unknown exception");
+  }
+}
+
+unsigned thread_count(unsigned requested) noexcept {
+  if (requested != 0) return requested;
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+void run_on_threads(asio::io_context& ctx, unsigned threads) {
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&ctx] { ctx.run(); });
+  ctx.run();
+  for (auto& t : pool) t.join();
+}
+
+tcp::acceptor open_acceptor(const asio::any_io_executor& ex, const net::Endpoint& where) {
+  net::Fd listener = net::listen_tcp(where);  // throws StartupError
+  // Asio takes ownership of a descriptor; net::Fd has no release(), so hand it a duplicate.
+  const int fd = ::fcntl(listener.get(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) {
+    const error_code ec{errno, boost::system::system_category()};
+    throw net::StartupError("cannot listen on " + where.to_string() + ": " + ec.message());
+  }
+  tcp::acceptor acceptor{ex};
+  error_code ec;
+  acceptor.assign(tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    throw net::StartupError("cannot listen on " + where.to_string() + ": " + ec.message());
+  }
+  acceptor.non_blocking(true, ec);  // so that AcceptErrors can accept synchronously
+  return acceptor;
+}
+
+void announce(const tcp::acceptor& acceptor, const ServerOptions& options, std::string_view engine,
+              unsigned threads) {
+  net::Endpoint bound = options.listen;
+  error_code ec;
+  bound.port = acceptor.local_endpoint(ec).port();
+  spdlog::info("{}: listening on {} ({} thread{}, max {} connections, policy {}, max-pending {} bytes)",
+               engine, bound.to_string(), threads, threads == 1 ? "" : "s", effective_max_conns(options),
+               core::to_string(options.router.policy), options.router.max_pending);
+  if (options.on_listening) options.on_listening(bound);
+}
+
+// ---- log lines ----
+
+void log_closed(ClientId id, std::string_view peer, core::CloseReason reason, const ServerOptions& options,
+                SharedRateLimit& warnings) {
+  using core::CloseReason;
+  if (reason == CloseReason::oversized_frame || reason == CloseReason::slow_consumer) {
+    std::uint64_t suppressed = 0;
+    if (!warnings.allow(suppressed)) return;
+    if (reason == CloseReason::oversized_frame) {
+      spdlog::warn(
+          "client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
+          to_u32(id), peer, options.max_frame, suppressed);
+    } else {
+      spdlog::warn(
+          "client {} ({}) closed as a slow consumer (policy {}, stall timeout {} ms) ({} lines suppressed)",
+          to_u32(id), peer, core::to_string(options.router.policy),
+          std::chrono::duration_cast<std::chrono::milliseconds>(options.router.stall_timeout).count(),
+          suppressed);
+    }
+    return;
+  }
+  spdlog::debug("client {} ({}) disconnected: {}", to_u32(id), peer, core::to_string(reason));
+}
+
+// ---- AcceptErrors ----
+
+AcceptErrors::AcceptErrors() : spare_{open_spare()} {}
+
+bool AcceptErrors::handle(tcp::acceptor& acceptor, const error_code& ec, AtomicStats& stats,
+                          std::string_view engine) {
+  if (ec == asio::error::connection_aborted || ec == asio::error::interrupted ||
+      ec == asio::error::would_block) {
+    return false;
+  }
+  if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+    if (!spare_) {
+      spare_ = open_spare();
+      return true;  // still none to spare: wait for descriptors to come back
+    }
+    spare_.reset();
+    error_code ignored;
+    tcp::socket victim = acceptor.accept(ignored);  // non-blocking: would_block if it went away
+    const bool took = victim.is_open();
+    victim.close(ignored);
+    spare_ = open_spare();
+    if (took) {
+      stats.rejected();
+      log_reject(engine, "out of file descriptors", stats);
+    }
+    return false;
+  }
+  std::uint64_t suppressed = 0;
+  if (log_.allow(suppressed)) {
+    spdlog::warn("{}: accept failed: {} ({} similar lines suppressed)", engine, ec.message(), suppressed);
+  }
+  return true;
+}
+
+void AcceptErrors::stop_accepting(tcp::acceptor& acceptor) noexcept {
+  error_code ignored;
+  acceptor.close(ignored);
+  spare_.reset();
+}
+
+void AcceptErrors::log_reject(std::string_view engine, std::string_view why, const AtomicStats& stats) {
+  std::uint64_t suppressed = 0;
+  if (log_.allow(suppressed)) {
+    spdlog::warn("{}: refused a connection: {} ({} refused in all, {} similar lines suppressed)", engine, why,
+                 stats.snapshot().connections_rejected, suppressed);
+  }
+}
+
+// ---- Connection, LiveSockets ----
+
+Connection::Connection(tcp::socket s, LiveSockets& live) : socket{std::move(s)}, live_{live} {
+  error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  peer = ec ? std::string{"?"} : remote.address().to_string() + ":" + std::to_string(remote.port());
+  live_.add(this);
+}
+
+Connection::~Connection() {
+  live_.remove(this);  // before the socket closes, so shutdown_all never sees a dead descriptor
+}
+
+void LiveSockets::add(Connection* c) {
+  std::lock_guard lock{mutex_};
+  conns_.insert(c);
+}
+
+void LiveSockets::remove(Connection* c) {
+  std::lock_guard lock{mutex_};
+  conns_.erase(c);
+}
+
+void LiveSockets::shutdown_all(tcp::socket::shutdown_type how) {
+  std::lock_guard lock{mutex_};
+  for (Connection* c : conns_) {
+    error_code ignored;
+    c->socket.shutdown(how, ignored);
+  }
+}
+
+// ---- WaitGroup ----
+
+asio::awaitable<bool> WaitGroup::wait_until(std::chrono::steady_clock::time_point deadline) {
+  asio::steady_timer timer{co_await asio::this_coro::executor, deadline};
+  // A token left from an earlier time the count touched zero is harmless:
+  // the loop looks at the count again.
+  while (count_.load() != 0) {
+    auto [order, receive_ec, timer_ec] =
+        co_await asio::experimental::make_parallel_group(zero_.async_receive(asio::deferred),
+                                                         timer.async_wait(asio::deferred))
+            .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+    if (order[0] == 1) co_return count_.load() == 0;
+  }
+  co_return true;
+}
+
+// ---- the control coroutine's waits ----
+
+asio::awaitable<void> wait_for_stop_signal(asio::signal_set& signals, const AtomicStats& stats,
+                                           std::string_view engine, std::chrono::milliseconds drain_timeout) {
+  for (;;) {
+    auto [ec, signo] = co_await signals.async_wait(kNothrowAwaitable);
+    if (!ec && signo == SIGUSR1) {
+      spdlog::info("stats: {}", stats.snapshot().summary());
+      continue;
+    }
+    spdlog::info("{}: signal {}: no longer accepting or reading; draining for up to {} ms", engine, signo,
+                 drain_timeout.count());
+    error_code ignored;
+    signals.remove(SIGUSR1, ignored);  // from now on any signal means "stop now"
+    co_return;
+  }
+}
+
+asio::awaitable<bool> wait_drained(WaitGroup& group, asio::signal_set& signals,
+                                   std::chrono::steady_clock::time_point deadline) {
+  const asio::any_io_executor ex = co_await asio::this_coro::executor;
+  auto race = asio::experimental::make_parallel_group(
+      asio::co_spawn(ex, group.wait_until(deadline), asio::deferred), signals.async_wait(asio::deferred));
+  auto [order, failed, drained, signal_ec, signo] =
+      co_await std::move(race).async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+  co_return order[0] == 0 && !failed && drained;
+}
+
+// ---- accept_loop ----
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, AcceptErrors& errors, std::size_t max_conns,
+                                  LiveSockets& live, AtomicStats& stats, std::string_view engine,
+                                  std::function<void(std::shared_ptr<Connection>)> on_connection) {
+  asio::steady_timer backoff{co_await asio::this_coro::executor};
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(kNothrowAwaitable);
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
+    if (ec) {
+      if (errors.handle(acceptor, ec, stats, engine)) {
+        backoff.expires_after(kAcceptBackoff);
+        co_await backoff.async_wait(kNothrowAwaitable);
+      }
+      continue;
+    }
+    if (stats.live() >= max_conns) {
+      stats.rejected();
+      errors.log_reject(engine, "connection limit reached", stats);
+      continue;  // the socket closes as it goes out of scope
+    }
+    error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    // Set before the socket is shared: see Connection.
+    socket.non_blocking(true, ignored);
+    auto conn = std::make_shared<Connection>(std::move(socket), live);
+    stats.accepted();
+    on_connection(std::move(conn));
+  }
+}
+
+// ---- FrameWriter ----
+
+namespace {
+
+asio::awaitable<void> finish_tail(std::shared_ptr<Connection> dest, std::vector<char> tail,
+                                  AtomicStats& stats, WaitGroup::Token /*running*/) {
+  stats.add_pending(tail.size());
+  co_await asio::async_write(dest->socket, asio::buffer(tail), kNothrowAwaitable);
+  stats.sub_pending(tail.size());
+  dest->tail_pending.store(false, std::memory_order_release);  // errors: its reader sees them too
+}
+
+}  // namespace
+
+asio::awaitable<WriteResult> FrameWriter::write(std::shared_ptr<Connection> dest,
+                                                std::span<const char> bytes) const {
+  using Status = WriteResult::Status;
+  if (dest->tail_pending.load(std::memory_order_acquire)) {
+    // The rest of an earlier frame is still on its way (drop policy only).
+    co_return WriteResult{Status::dropped, {}};
+  }
+  // Most writes fit in the socket buffer: try without waiting (the socket is
+  // non-blocking, and Asio sends with MSG_NOSIGNAL, so a reset peer is an
+  // error code, never SIGPIPE).
+  error_code ec;
+  std::size_t done = dest->socket.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec.clear();
+    done = 0;
+  }
+  if (ec) co_return WriteResult{Status::failed, ec};
+  if (done == bytes.size()) co_return WriteResult{Status::written, {}};
+  const std::span<const char> rest = bytes.subspan(done);
+
+  // The destination is full: a slow consumer.
+  switch (config_.policy) {
+    case core::SlowConsumerPolicy::disconnect:
+      co_return WriteResult{Status::slow_consumer, {}};
+    case core::SlowConsumerPolicy::drop:
+      if (done == 0) co_return WriteResult{Status::dropped, {}};
+      dest->tail_pending.store(true, std::memory_order_relaxed);  // set before the task can clear it
+      asio::co_spawn(dest->socket.get_executor(),
+                     finish_tail(dest, std::vector<char>(rest.begin(), rest.end()), stats_, tasks_.add()),
+                     log_exception);
+      co_return WriteResult{Status::written, {}};
+    case core::SlowConsumerPolicy::backpressure:
+      break;
+  }
+  asio::steady_timer stall{dest->socket.get_executor(), config_.stall_timeout};
+  auto [order, write_ec, written, timer_ec] =
+      co_await asio::experimental::make_parallel_group(
+          asio::async_write(dest->socket, asio::buffer(rest.data(), rest.size()), asio::deferred),
+          stall.async_wait(asio::deferred))
+          .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
+  if (order[0] == 1) co_return WriteResult{Status::slow_consumer, {}, true};
+  if (write_ec) co_return WriteResult{Status::failed, write_ec, true};
+  co_return WriteResult{Status::written, {}, true};
+}
+
+std::optional<core::CloseReason> count_write(const WriteResult& result, std::size_t bytes,
+                                             AtomicStats& stats) {
+  if (result.waited) stats.sender_paused();
+  switch (result.status) {
+    case WriteResult::Status::written:
+      stats.routed(bytes);
+      return std::nullopt;
+    case WriteResult::Status::dropped:
+      stats.dropped_slow_consumer();
+      return std::nullopt;
+    case WriteResult::Status::slow_consumer:
+      stats.dropped_slow_consumer();
+      return core::CloseReason::slow_consumer;
+    case WriteResult::Status::failed:
+      stats.dropped_no_route();
+      return close_reason(result.ec);  // it is gone
+  }
+  return std::nullopt;
+}
+
+}  // namespace sb::engines::asio_engines

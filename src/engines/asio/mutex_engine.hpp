@@ -1,0 +1,43 @@
+// `mutex`: the article's "Mutex" design (its "more correct" version), on
+// Boost.Asio C++20 coroutines and a multi-threaded io_context.
+//
+// A coroutine per connection reads and decodes. The table of write halves is
+// shared by all of them behind an async mutex, and a reader holds that lock
+// for the whole write of a frame to its destination, so frames are written
+// one at a time, server-wide. Under the default backpressure policy a
+// destination that does not read stalls every sender (head-of-line
+// blocking) until the write completes or stall_timeout closes it; that
+// weakness is what this engine exists to show. (disconnect and drop do not
+// wait: see FrameWriter in common.hpp.)
+//
+// Thread: run() is called once; it runs the io_context on
+// ServerOptions::threads threads and returns when the server has stopped.
+// stats() may be called from any thread.
+#pragma once
+
+#include <memory>
+
+#include "engines/engine.hpp"
+
+namespace sb::engines::asio_engines {
+
+class AtomicStats;
+
+class MutexEngine final : public Engine {
+ public:
+  explicit MutexEngine(ServerOptions options);
+  ~MutexEngine() override;
+  MutexEngine(const MutexEngine&) = delete;
+  MutexEngine& operator=(const MutexEngine&) = delete;
+  MutexEngine(MutexEngine&&) = delete;
+  MutexEngine& operator=(MutexEngine&&) = delete;
+
+  int run() override;
+  core::Stats stats() const override;
+
+ private:
+  ServerOptions options_;
+  std::unique_ptr<AtomicStats> stats_;
+};
+
+}  // namespace sb::engines::asio_engines

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <stdexcept>
 #include <thread>
 
@@ -83,8 +84,14 @@ TEST(ChildProcess, StopsWithSigtermAndReports) {
 }
 
 TEST(ChildProcess, KillsWhatIgnoresSigterm) {
-  auto child = ChildProcess::spawn({"/bin/sh", "-c", "trap '' TERM; sleep 30"}, "/dev/null", false);
-  std::this_thread::sleep_for(std::chrono::milliseconds{100});  // let the trap be set
+  // The shell creates `ready` once its trap is set; wait for that, with a deadline.
+  const std::filesystem::path ready = std::filesystem::path(::testing::TempDir()) / "sigterm-trap-ready";
+  std::filesystem::remove(ready);
+  auto child = ChildProcess::spawn({"/bin/sh", "-c", "trap '' TERM; : > '" + ready.string() + "'; sleep 30"},
+                                   "/dev/null", false);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (!std::filesystem::exists(ready) && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  ASSERT_TRUE(std::filesystem::exists(ready)) << "the shell never set its trap";
   const std::string how = child.stop(std::chrono::milliseconds{200});
   EXPECT_EQ(how.rfind("signal 9", 0), 0u) << how;
 }

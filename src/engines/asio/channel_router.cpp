@@ -11,6 +11,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 
+#include "net/socket.hpp"
 #include "protocol/frame_decoder.hpp"
 
 namespace sb::engines::asio_engines {
@@ -103,6 +104,20 @@ asio::awaitable<void> ChannelRouter::control(tcp::acceptor& acceptor) {
     live_.shutdown_all(tcp::socket::shutdown_both);
     co_await tasks_.wait_until(std::chrono::steady_clock::now() + std::chrono::hours{24});
   }
+}
+
+int ChannelRouter::serve(const ServerOptions& options, AtomicStats& stats, std::string_view name,
+                         Dispatcher dispatcher) {
+  net::ignore_sigpipe();  // Asio sends with MSG_NOSIGNAL already; this covers anything else
+  const unsigned threads = thread_count(options.threads);
+  asio::io_context ctx{static_cast<int>(threads)};
+  tcp::acceptor acceptor = open_acceptor(ctx.get_executor(), options.listen);
+  ChannelRouter router{ctx, options, stats, name, dispatcher};
+
+  announce(acceptor, options, name, threads);
+  router.start(acceptor);
+  run_on_threads(ctx, threads);  // returns once every coroutine has ended
+  return 0;
 }
 
 }  // namespace sb::engines::asio_engines

@@ -85,6 +85,12 @@ class ChannelRouter {
   ChannelRouter(asio::io_context& ctx, const ServerOptions& options, AtomicStats& stats,
                 std::string_view name, Dispatcher dispatcher);
 
+  // The whole of Engine::run() for both channel designs, which differ only in
+  // their dispatcher: listen, start the readers and `dispatcher`, run the
+  // pool until every coroutine has ended, return the exit code.
+  static int serve(const ServerOptions& options, AtomicStats& stats, std::string_view name,
+                   Dispatcher dispatcher);
+
   void start(tcp::acceptor& acceptor);
 
   // For the dispatcher (any thread).

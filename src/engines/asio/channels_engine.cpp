@@ -122,16 +122,7 @@ core::Stats ChannelsEngine::stats() const {
 }
 
 int ChannelsEngine::run() {
-  net::ignore_sigpipe();  // Asio sends with MSG_NOSIGNAL already; this covers anything else
-  const unsigned threads = thread_count(options_.threads);
-  asio::io_context ctx{static_cast<int>(threads)};
-  tcp::acceptor acceptor = open_acceptor(ctx.get_executor(), options_.listen);
-  ChannelRouter router{ctx, options_, *stats_, "channels", &message_dispatcher};
-
-  announce(acceptor, options_, "channels", threads);
-  router.start(acceptor);
-  run_on_threads(ctx, threads);  // returns once every coroutine has ended
-  return 0;
+  return ChannelRouter::serve(options_, *stats_, "channels", &message_dispatcher);
 }
 
 }  // namespace sb::engines::asio_engines

@@ -296,6 +296,28 @@ void ReactorEngine::finish_turn() {
   closing_.clear();
   // Destroying clients resumes the senders that waited on them.
   if (!router_.actions().empty()) finish_turn();
+  log_policy_counts();
+}
+
+// Drops and pauses are too frequent to log one by one: once per turn the
+// counters are compared with the last line written, and at most one line a
+// second says what happened since.
+void ReactorEngine::log_policy_counts() {
+  const core::Stats& now = router_.stats();
+  const std::uint64_t no_route = now.dropped_no_route - logged_.dropped_no_route;
+  const std::uint64_t slow = now.dropped_slow_consumer - logged_.dropped_slow_consumer;
+  const std::uint64_t pauses = now.sender_pauses - logged_.sender_pauses;
+  if (no_route + slow + pauses == 0) return;
+  std::uint64_t suppressed = 0;
+  if (!counts_log_.allow(suppressed)) return;
+  if (no_route + slow > 0) {
+    spdlog::warn("dropped {} frames for unknown or departed clients and {} for slow consumers (policy {})",
+                 no_route, slow, core::to_string(options_.router.policy));
+  }
+  if (pauses > 0) {
+    spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);
+  }
+  logged_ = now;
 }
 
 void ReactorEngine::carry_out_actions() {

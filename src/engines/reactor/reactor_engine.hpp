@@ -66,8 +66,12 @@ class ReactorEngine final : public Engine {
   bool draining_ = false;
   bool stop_ = false;
   core::Time drain_deadline_{};
+  void log_policy_counts();
+
   net::RateLimit reject_log_;
   net::RateLimit policy_log_;
+  net::RateLimit counts_log_{1};  // one line a second at most
+  core::Stats logged_;            // the counters as of the last such line
 };
 
 }  // namespace sb::engines::reactor

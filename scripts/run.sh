@@ -4,5 +4,6 @@
 # e.g. scripts/run.sh --engine reactor --log-level debug
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+echo "switchboard: installing what is missing and building the release binary..." >&2
 "$root/scripts/build.sh" release switchboard >/dev/null
 exec "$root/build/release/src/cli/switchboard" serve --listen 127.0.0.1:8080 "$@"

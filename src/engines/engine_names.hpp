@@ -13,8 +13,8 @@ inline constexpr std::array<std::string_view, 5> kEngineNames = {"reactor", "mut
 // The engines that keep a slow consumer from holding up anyone else: they
 // queue per destination and pause only that destination's senders. The
 // article's mutex and channel designs do not, by design: their head-of-line
-// blocking is what they exist to show (docs/ENGINES.md), so the suite's
-// isolation and drain-under-a-stuck-reader tests run on these only.
+// blocking is what they exist to show (docs/ENGINES.md), so the suite checks
+// isolation on these and the blocking behaviour on the others.
 inline constexpr std::array<std::string_view, 2> kIsolatingEngines = {"reactor", "race"};
 
 }  // namespace sb::engines

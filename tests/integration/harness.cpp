@@ -705,6 +705,19 @@ std::string engine_test_name(const ::testing::TestParamInfo<std::string_view>& i
   return name;
 }
 
+bool isolates_slow_consumers(std::string_view engine) {
+  return std::find(engines::kIsolatingEngines.begin(), engines::kIsolatingEngines.end(), engine) !=
+         engines::kIsolatingEngines.end();
+}
+
+std::vector<std::string_view> blocking_engines() {
+  std::vector<std::string_view> names;
+  for (std::string_view e : engines::kEngineNames) {
+    if (!isolates_slow_consumers(e)) names.push_back(e);
+  }
+  return names;
+}
+
 std::vector<std::string> EngineTest::serve_args(const std::vector<std::string>& extra,
                                                 const std::string& listen) const {
   std::vector<std::string> args = {"serve", "--listen", listen, "--engine", engine()};

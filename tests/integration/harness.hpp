@@ -334,6 +334,11 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
 // Test-name suffix for an engine: gtest names allow only [A-Za-z0-9_].
 std::string engine_test_name(const ::testing::TestParamInfo<std::string_view>& info);
 
+// The engines that do not isolate slow consumers: kEngineNames less
+// kIsolatingEngines (the article's mutex and channel designs).
+std::vector<std::string_view> blocking_engines();
+bool isolates_slow_consumers(std::string_view engine);
+
 }  // namespace sb::itest
 
 // Runs every TEST_P of `suite` once per engine in sb::engines::kEngineNames,
@@ -345,4 +350,9 @@ std::string engine_test_name(const ::testing::TestParamInfo<std::string_view>& i
 // The same for the engines that isolate slow consumers (kIsolatingEngines).
 #define SB_INSTANTIATE_FOR_ISOLATING_ENGINES(suite)                                                \
   INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::engines::kIsolatingEngines), \
+                           ::sb::itest::engine_test_name)
+
+// The same for the others (blocking_engines()).
+#define SB_INSTANTIATE_FOR_BLOCKING_ENGINES(suite)                                         \
+  INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::itest::blocking_engines()), \
                            ::sb::itest::engine_test_name)

@@ -355,3 +355,71 @@ TEST_P(SlowConsumerTest, StallTimeoutDisconnectsReceiverAndResumesSender) {
 
 }  // namespace
 }  // namespace sb::itest
+
+namespace sb::itest {
+namespace {
+
+// The engines that do not isolate slow consumers (the article's mutex and
+// channel designs): a receiver that stops reading holds up the writer, and
+// with it everyone's traffic, until --stall-timeout closes it as a slow
+// consumer. Whatever the healthy clients sent meanwhile must then arrive,
+// once, in order; the stuck receiver gets a prefix of its stream, then EOF.
+class SlowConsumerBlockingTest : public SlowConsumerTest {};
+SB_INSTANTIATE_FOR_BLOCKING_ENGINES(SlowConsumerBlockingTest);
+
+TEST_P(SlowConsumerBlockingTest, StuckReceiverIsClosedAfterTheStallTimeoutAndNothingElseIsLost) {
+  start_server({"--max-pending", kMaxPendingFlag, "--stall-timeout", "1s"});
+  connect_all();
+  Client& receiver = *receiver_;
+  Client& flooder = *flooder_;
+  Flood flood(flooder, receiver.id());
+
+  std::vector<Client*> everyone{&flooder};
+  for (auto& [a, b] : pairs_) {
+    everyone.push_back(&a);
+    everyone.push_back(&b);
+  }
+  constexpr int kHealthyFrames = 50;
+  bool healthy_queued = false;
+  // As in StallTimeoutDisconnectsReceiverAndResumesSender: more flood than
+  // every buffer on the way can hold, so it completes only once the stuck
+  // receiver has been closed.
+  const std::uint64_t frames = kStallFloodBytes / Flood::kWireFrame;
+  const Deadline deadline = after(30s);
+  while (flood.queued() < frames || flooder.outbox_size() > 0) {
+    ASSERT_EQ(flooder.write_error(), 0) << "the flooder was disconnected; only the receiver should be";
+    ASSERT_TRUE(Clock::now() < deadline) << "still stuck after " << flood.bytes_written()
+                                         << " bytes of flood: the stuck receiver was not closed";
+    if (!healthy_queued && flood.bytes_written() >= (1u << 20)) {
+      for (auto& [a, b] : pairs_) {
+        for (int i = 0; i < kHealthyFrames; ++i) {
+          a.queue_frame(b.id(), "to b " + std::to_string(i));
+          b.queue_frame(a.id(), "to a " + std::to_string(i));
+        }
+      }
+      healthy_queued = true;
+    }
+    flood.top_up(frames);
+    pump(everyone, std::min(after(50ms), deadline), [&] { return flooder.outbox_size() < kFloodAhead / 2; });
+  }
+  ASSERT_TRUE(healthy_queued);
+
+  for (auto& [a, b] : pairs_) {
+    for (int i = 0; i < kHealthyFrames; ++i) {
+      EXPECT_EQ(b.read_frame(after(kIoTimeout)), "to b " + std::to_string(i));
+      EXPECT_EQ(a.read_frame(after(kIoTimeout)), "to a " + std::to_string(i));
+    }
+  }
+  round_trip(flooder, pairs_[0].first, "the flooder goes on", after(kIoTimeout));
+
+  const auto closing = receiver.read_until_close(after(kIoTimeout));
+  EXPECT_EQ(closing.how, Client::End::eof) << "the stuck receiver should have been closed";
+  EXPECT_TRUE(is_flood_prefix(closing.data));
+
+  const ExitInfo info = stop_server();
+  EXPECT_EQ(info.stat("closed_slow_consumer"), 1u);
+  EXPECT_GT(info.stat("dropped_no_route"), 0u) << "the rest of the flood had no receiver any more";
+}
+
+}  // namespace
+}  // namespace sb::itest

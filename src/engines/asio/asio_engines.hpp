@@ -1,4 +1,4 @@
-// The article's comparison designs, on Boost.Asio C++20 coroutines (issue 3):
+// The article's comparison designs, on Boost.Asio C++20 coroutines:
 // `mutex`, `channels`, `channel-per-writer` and `race`. See docs/ENGINES.md.
 //
 // This header is all the registry needs; it pulls in no Boost header.

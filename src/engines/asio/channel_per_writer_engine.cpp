@@ -199,15 +199,6 @@ asio::awaitable<void> central_dispatcher(ChannelRouter& router, WaitGroup::Token
 
 }  // namespace
 
-ChannelPerWriterEngine::ChannelPerWriterEngine(ServerOptions options)
-    : options_{std::move(options)}, stats_{std::make_unique<AtomicStats>()} {}
-
-ChannelPerWriterEngine::~ChannelPerWriterEngine() = default;
-
-core::Stats ChannelPerWriterEngine::stats() const {
-  return stats_->snapshot();
-}
-
 int ChannelPerWriterEngine::run() {
   return ChannelRouter::serve(options_, *stats_, "channel-per-writer", &central_dispatcher);
 }

@@ -16,29 +16,14 @@
 // stats() may be called from any thread.
 #pragma once
 
-#include <memory>
-
-#include "engines/engine.hpp"
+#include "engines/asio/asio_engine.hpp"
 
 namespace sb::engines::asio_engines {
 
-class AtomicStats;
-
-class ChannelPerWriterEngine final : public Engine {
+class ChannelPerWriterEngine final : public AsioEngine {
  public:
-  explicit ChannelPerWriterEngine(ServerOptions options);
-  ~ChannelPerWriterEngine() override;
-  ChannelPerWriterEngine(const ChannelPerWriterEngine&) = delete;
-  ChannelPerWriterEngine& operator=(const ChannelPerWriterEngine&) = delete;
-  ChannelPerWriterEngine(ChannelPerWriterEngine&&) = delete;
-  ChannelPerWriterEngine& operator=(ChannelPerWriterEngine&&) = delete;
-
+  using AsioEngine::AsioEngine;
   int run() override;
-  core::Stats stats() const override;
-
- private:
-  ServerOptions options_;
-  std::unique_ptr<AtomicStats> stats_;
 };
 
 }  // namespace sb::engines::asio_engines

@@ -112,15 +112,6 @@ asio::awaitable<void> message_dispatcher(ChannelRouter& router, WaitGroup::Token
 
 }  // namespace
 
-ChannelsEngine::ChannelsEngine(ServerOptions options)
-    : options_{std::move(options)}, stats_{std::make_unique<AtomicStats>()} {}
-
-ChannelsEngine::~ChannelsEngine() = default;
-
-core::Stats ChannelsEngine::stats() const {
-  return stats_->snapshot();
-}
-
 int ChannelsEngine::run() {
   return ChannelRouter::serve(options_, *stats_, "channels", &message_dispatcher);
 }

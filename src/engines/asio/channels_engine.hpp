@@ -16,29 +16,14 @@
 // stats() may be called from any thread.
 #pragma once
 
-#include <memory>
-
-#include "engines/engine.hpp"
+#include "engines/asio/asio_engine.hpp"
 
 namespace sb::engines::asio_engines {
 
-class AtomicStats;
-
-class ChannelsEngine final : public Engine {
+class ChannelsEngine final : public AsioEngine {
  public:
-  explicit ChannelsEngine(ServerOptions options);
-  ~ChannelsEngine() override;
-  ChannelsEngine(const ChannelsEngine&) = delete;
-  ChannelsEngine& operator=(const ChannelsEngine&) = delete;
-  ChannelsEngine(ChannelsEngine&&) = delete;
-  ChannelsEngine& operator=(ChannelsEngine&&) = delete;
-
+  using AsioEngine::AsioEngine;
   int run() override;
-  core::Stats stats() const override;
-
- private:
-  ServerOptions options_;
-  std::unique_ptr<AtomicStats> stats_;
 };
 
 }  // namespace sb::engines::asio_engines

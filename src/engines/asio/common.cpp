@@ -1,5 +1,7 @@
 #include "engines/asio/common.hpp"
 
+#include "engines/asio/asio_engine.hpp"
+
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -403,6 +405,15 @@ std::optional<core::CloseReason> count_write(const WriteResult& result, std::siz
       return close_reason(result.ec);  // it is gone
   }
   return std::nullopt;
+}
+
+AsioEngine::AsioEngine(ServerOptions options)
+    : options_{std::move(options)}, stats_{std::make_unique<AtomicStats>()} {}
+
+AsioEngine::~AsioEngine() = default;
+
+core::Stats AsioEngine::stats() const {
+  return stats_->snapshot();
 }
 
 }  // namespace sb::engines::asio_engines

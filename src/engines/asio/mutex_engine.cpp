@@ -234,15 +234,6 @@ asio::awaitable<void> Server::control(tcp::acceptor& acceptor) {
 
 }  // namespace
 
-MutexEngine::MutexEngine(ServerOptions options)
-    : options_{std::move(options)}, stats_{std::make_unique<AtomicStats>()} {}
-
-MutexEngine::~MutexEngine() = default;
-
-core::Stats MutexEngine::stats() const {
-  return stats_->snapshot();
-}
-
 int MutexEngine::run() {
   net::ignore_sigpipe();  // Asio sends with MSG_NOSIGNAL already; this covers anything else
   const unsigned threads = thread_count(options_.threads);

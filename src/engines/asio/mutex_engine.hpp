@@ -15,29 +15,14 @@
 // stats() may be called from any thread.
 #pragma once
 
-#include <memory>
-
-#include "engines/engine.hpp"
+#include "engines/asio/asio_engine.hpp"
 
 namespace sb::engines::asio_engines {
 
-class AtomicStats;
-
-class MutexEngine final : public Engine {
+class MutexEngine final : public AsioEngine {
  public:
-  explicit MutexEngine(ServerOptions options);
-  ~MutexEngine() override;
-  MutexEngine(const MutexEngine&) = delete;
-  MutexEngine& operator=(const MutexEngine&) = delete;
-  MutexEngine(MutexEngine&&) = delete;
-  MutexEngine& operator=(MutexEngine&&) = delete;
-
+  using AsioEngine::AsioEngine;
   int run() override;
-  core::Stats stats() const override;
-
- private:
-  ServerOptions options_;
-  std::unique_ptr<AtomicStats> stats_;
 };
 
 }  // namespace sb::engines::asio_engines

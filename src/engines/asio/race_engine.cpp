@@ -533,15 +533,6 @@ std::optional<Clock::time_point> Router::next_stall_check() const {
 
 }  // namespace
 
-RaceEngine::RaceEngine(ServerOptions options)
-    : options_{std::move(options)}, stats_{std::make_unique<AtomicStats>()} {}
-
-RaceEngine::~RaceEngine() = default;
-
-core::Stats RaceEngine::stats() const {
-  return stats_->snapshot();
-}
-
 int RaceEngine::run() {
   net::ignore_sigpipe();  // Asio sends with MSG_NOSIGNAL already; this covers anything else
   asio::io_context ctx{1};

@@ -20,29 +20,14 @@
 // stats() may be called from any thread.
 #pragma once
 
-#include <memory>
-
-#include "engines/engine.hpp"
+#include "engines/asio/asio_engine.hpp"
 
 namespace sb::engines::asio_engines {
 
-class AtomicStats;
-
-class RaceEngine final : public Engine {
+class RaceEngine final : public AsioEngine {
  public:
-  explicit RaceEngine(ServerOptions options);
-  ~RaceEngine() override;
-  RaceEngine(const RaceEngine&) = delete;
-  RaceEngine& operator=(const RaceEngine&) = delete;
-  RaceEngine(RaceEngine&&) = delete;
-  RaceEngine& operator=(RaceEngine&&) = delete;
-
+  using AsioEngine::AsioEngine;
   int run() override;
-  core::Stats stats() const override;
-
- private:
-  ServerOptions options_;
-  std::unique_ptr<AtomicStats> stats_;
 };
 
 }  // namespace sb::engines::asio_engines

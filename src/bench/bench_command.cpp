@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <stdlib.h>
 
-#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +17,7 @@
 #include "bench/process.hpp"
 #include "bench/report.hpp"
 #include "bench/scenarios.hpp"
+#include "cli/units.hpp"
 #include "net/socket.hpp"
 
 namespace sb::bench {
@@ -64,34 +64,13 @@ constexpr int kRunFailed = 1;  // a target could not be measured for a reason ot
 constexpr int kBadFlags = 2;   // as `switchboard serve` does for a bad flag
 constexpr int kIntegrityFailed = 3;  // a run that must lose nothing lost, duplicated, corrupted or reordered
 
-// "5", "5s", "1.5s", "500ms", "2m". nullopt if malformed or negative.
-std::optional<std::chrono::milliseconds> parse_duration(const std::string& text) {
-  double v = 0;
-  const char* first = text.data();
-  const char* last = text.data() + text.size();
-  auto [p, ec] = std::from_chars(first, last, v);
-  if (ec != std::errc{} || v < 0) return std::nullopt;
-  const std::string unit(p, last);
-  double ms = 0;
-  if (unit.empty() || unit == "s") {
-    ms = v * 1e3;
-  } else if (unit == "ms") {
-    ms = v;
-  } else if (unit == "m") {
-    ms = v * 60e3;
-  } else {
-    return std::nullopt;
-  }
-  return std::chrono::milliseconds{static_cast<std::int64_t>(ms)};
-}
-
 [[noreturn]] void bad_flag(const std::string& message) {
   fmt::print(stderr, "switchboard bench: {}\n", message);
   throw CLI::RuntimeError(kBadFlags);
 }
 
 std::chrono::milliseconds duration_flag(const char* name, const std::string& text) {
-  auto d = parse_duration(text);
+  auto d = cli::parse_duration(text);
   if (!d) bad_flag(fmt::format("--{}: '{}' is not a duration such as 5, 5s, 500ms or 2m", name, text));
   return *d;
 }

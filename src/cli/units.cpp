@@ -30,6 +30,9 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
     text.remove_suffix(2);
   } else if (text.ends_with("s")) {
     text.remove_suffix(1);
+  } else if (text.ends_with("m")) {
+    scale = 60'000.0;
+    text.remove_suffix(1);
   }
   if (text.empty()) return std::nullopt;
   // std::from_chars for double is in libstdc++ 11+.

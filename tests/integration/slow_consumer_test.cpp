@@ -105,7 +105,10 @@ class SlowConsumerTest : public EngineTest {
  protected:
   // A receiver that reads its ID, then nothing; a flooder; three healthy pairs.
   void connect_all() {
-    receiver_ = connect();
+    // A fixed receive buffer: with the kernel's autotuning, the socket of a
+    // receiver that never reads could still grow and take more, and the
+    // server would rightly resume a paused flooder.
+    receiver_ = connect({.rcvbuf = 16 << 10});
     receiver_->set_label("receiver " + std::to_string(receiver_->id()));
     receiver_->set_reading(false);
     flooder_ = connect();

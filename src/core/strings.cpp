@@ -35,13 +35,13 @@ std::string_view to_string(CloseReason r) noexcept {
 }
 
 std::string Stats::summary() const {
-  return fmt::format(
-      "accepted={} rejected={} closed={} routed={} routed_bytes={} dropped_no_route={} "
-      "dropped_slow_consumer={} closed_peer={} closed_oversized={} closed_slow_consumer={} "
-      "closed_io_error={} closed_shutdown={} sender_pauses={} live={} pending_bytes={} peak_pending_bytes={}",
-      connections_accepted, connections_rejected, connections_closed, frames_routed, bytes_routed,
-      dropped_no_route, dropped_slow_consumer, closed_peer, closed_oversized, closed_slow_consumer,
-      closed_io_error, closed_shutdown, sender_pauses, live_clients, pending_bytes, peak_pending_bytes);
+  std::string line;
+  const auto v = values();
+  for (std::size_t i = 0; i < kStatCount; ++i) {
+    if (i != 0) line += ' ';
+    fmt::format_to(std::back_inserter(line), "{}={}", kStatInfo[i].line_name, v[i]);
+  }
+  return line;
 }
 
 }  // namespace sb::core

@@ -29,6 +29,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/stats.hpp"
 #include "engines/engine_names.hpp"
 
 namespace sb::itest {
@@ -78,11 +79,13 @@ class UniqueFd {
 // ---------------------------------------------------------------------------
 // The server process
 
-// Every counter of the "stats: " line the server logs when it stops.
-inline constexpr std::array<std::string_view, 16> kStatNames{
-    {"accepted", "rejected", "closed", "routed", "routed_bytes", "dropped_no_route", "dropped_slow_consumer",
-     "closed_peer", "closed_oversized", "closed_slow_consumer", "closed_io_error", "closed_shutdown",
-     "sender_pauses", "live", "pending_bytes", "peak_pending_bytes"}};
+// Every counter of the "stats: " line the server logs when it stops: the
+// line names of core/stats.hpp's one list (header only; nothing is linked).
+inline constexpr auto kStatNames = [] {
+  std::array<std::string_view, core::kStatCount> names{};
+  for (std::size_t i = 0; i < core::kStatCount; ++i) names[i] = core::kStatInfo[i].line_name;
+  return names;
+}();
 
 using Stats = std::map<std::string, std::uint64_t, std::less<>>;
 

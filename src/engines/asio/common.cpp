@@ -36,53 +36,38 @@ net::Fd open_spare() {
 // ---- AtomicStats ----
 
 void AtomicStats::closed(core::CloseReason reason) noexcept {
-  bump(closed_);
+  bump(core::StatId::connections_closed);
   switch (reason) {
     case core::CloseReason::peer_closed:
-      bump(closed_peer_);
+      bump(core::StatId::closed_peer);
       break;
     case core::CloseReason::oversized_frame:
-      bump(closed_oversized_);
+      bump(core::StatId::closed_oversized);
       break;
     case core::CloseReason::slow_consumer:
-      bump(closed_slow_);
+      bump(core::StatId::closed_slow_consumer);
       break;
     case core::CloseReason::io_error:
-      bump(closed_io_error_);
+      bump(core::StatId::closed_io_error);
       break;
     case core::CloseReason::shutdown:
-      bump(closed_shutdown_);
+      bump(core::StatId::closed_shutdown);
       break;
   }
 }
 
 void AtomicStats::add_pending(std::size_t n) noexcept {
-  const std::size_t now = pending_.fetch_add(n, std::memory_order_relaxed) + n;
-  std::size_t peak = peak_pending_.load(std::memory_order_relaxed);
-  while (now > peak && !peak_pending_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  const std::uint64_t now = at(core::StatId::pending_bytes).fetch_add(n, std::memory_order_relaxed) + n;
+  Counter& peak_counter = at(core::StatId::peak_pending_bytes);
+  std::uint64_t peak = peak_counter.load(std::memory_order_relaxed);
+  while (now > peak && !peak_counter.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
   }
 }
 
 core::Stats AtomicStats::snapshot() const noexcept {
-  auto get = [](const Counter& c) { return c.load(std::memory_order_relaxed); };
   core::Stats s;
-  s.connections_accepted = get(accepted_);
-  s.connections_rejected = get(rejected_);
-  s.connections_closed = get(closed_);
-  s.frames_routed = get(routed_);
-  s.bytes_routed = get(routed_bytes_);
-  s.dropped_no_route = get(dropped_no_route_);
-  s.dropped_slow_consumer = get(dropped_slow_);
-  s.closed_peer = get(closed_peer_);
-  s.closed_oversized = get(closed_oversized_);
-  s.closed_slow_consumer = get(closed_slow_);
-  s.closed_io_error = get(closed_io_error_);
-  s.closed_shutdown = get(closed_shutdown_);
-  s.sender_pauses = get(sender_pauses_);
-  s.live_clients = static_cast<std::size_t>(s.connections_accepted -
-                                            std::min(s.connections_closed, s.connections_accepted));
-  s.pending_bytes = pending_.load(std::memory_order_relaxed);
-  s.peak_pending_bytes = peak_pending_.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < core::kStatCount; ++i) s[core::StatId{i}] = values_[i].load(std::memory_order_relaxed);
+  s.live_clients = live();
   return s;
 }
 

@@ -8,6 +8,7 @@
 // halves, who waits for whom) live in each engine's source file.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -52,41 +53,44 @@ inline constexpr auto kNothrowAwaitable = asio::as_tuple(asio::use_awaitable);
 inline constexpr std::size_t kReadChunk = std::size_t{64} << 10;
 
 // core::Stats as relaxed atomics: in the multi-threaded engines every thread
-// bumps them. They are counters, not synchronisation. live_clients is derived
+// bumps them. They are counters, not synchronisation. One atomic per entry
+// of SB_STATS, so a counter added there is here too. live_clients is derived
 // (accepted - closed), so every accepted connection must be closed exactly once.
 class AtomicStats {
  public:
-  void accepted() noexcept { bump(accepted_); }
-  void rejected() noexcept { bump(rejected_); }
+  void accepted() noexcept { bump(core::StatId::connections_accepted); }
+  void rejected() noexcept { bump(core::StatId::connections_rejected); }
   void routed(std::size_t bytes) noexcept {
-    bump(routed_);
-    bump(routed_bytes_, bytes);
+    bump(core::StatId::frames_routed);
+    bump(core::StatId::bytes_routed, bytes);
   }
-  void dropped_no_route() noexcept { bump(dropped_no_route_); }
-  void dropped_slow_consumer() noexcept { bump(dropped_slow_); }
-  void sender_paused() noexcept { bump(sender_pauses_); }
+  void dropped_no_route() noexcept { bump(core::StatId::dropped_no_route); }
+  void dropped_slow_consumer() noexcept { bump(core::StatId::dropped_slow_consumer); }
+  void sender_paused() noexcept { bump(core::StatId::sender_pauses); }
   void closed(core::CloseReason reason) noexcept;
   void add_pending(std::size_t n) noexcept;
   // Clients accepted and not closed yet: what --max-conns limits. A client
   // stops counting when its close is counted, before its peer can see it.
   std::uint64_t live() const noexcept {
-    const std::uint64_t closed = closed_.load(std::memory_order_relaxed);
-    const std::uint64_t accepted = accepted_.load(std::memory_order_relaxed);
+    const std::uint64_t closed = get(core::StatId::connections_closed);
+    const std::uint64_t accepted = get(core::StatId::connections_accepted);
     return accepted > closed ? accepted - closed : 0;
   }
-  void sub_pending(std::size_t n) noexcept { pending_.fetch_sub(n, std::memory_order_relaxed); }
+  void sub_pending(std::size_t n) noexcept {
+    at(core::StatId::pending_bytes).fetch_sub(n, std::memory_order_relaxed);
+  }
 
   core::Stats snapshot() const noexcept;
 
  private:
   using Counter = std::atomic<std::uint64_t>;
-  static void bump(Counter& c, std::uint64_t n = 1) noexcept { c.fetch_add(n, std::memory_order_relaxed); }
+  Counter& at(core::StatId id) noexcept { return values_[static_cast<std::size_t>(id)]; }
+  std::uint64_t get(core::StatId id) const noexcept {
+    return values_[static_cast<std::size_t>(id)].load(std::memory_order_relaxed);
+  }
+  void bump(core::StatId id, std::uint64_t n = 1) noexcept { at(id).fetch_add(n, std::memory_order_relaxed); }
 
-  Counter accepted_{0}, rejected_{0}, closed_{0}, routed_{0}, routed_bytes_{0};
-  Counter dropped_no_route_{0}, dropped_slow_{0};
-  Counter closed_peer_{0}, closed_oversized_{0}, closed_slow_{0}, closed_io_error_{0}, closed_shutdown_{0};
-  Counter sender_pauses_{0};
-  std::atomic<std::size_t> pending_{0}, peak_pending_{0};
+  std::array<Counter, core::kStatCount> values_{};
 };
 
 // IDs are unique and never reused while the server runs: a 32-bit counter

@@ -24,8 +24,17 @@ std::optional<SlowConsumerPolicy> parse_policy(std::string_view name) noexcept;
 
 struct RouterConfig {
   std::size_t max_pending = std::size_t{8} << 20;  // outbound bytes queued per destination
+  // Outbound bytes queued for all clients together (--max-pending-total);
+  // 0 means no such cap. Over it, the policy acts on the largest queues.
+  std::size_t max_pending_total = 0;
   SlowConsumerPolicy policy = SlowConsumerPolicy::backpressure;
   Time stall_timeout = std::chrono::seconds{10};
+  std::size_t max_frame = std::size_t{1} << 20;  // told to v2 clients in the welcome
+  // Authentication (--auth-token-file): clients must present a listed token
+  // in a hello; until then their frames are dropped, and after auth_timeout
+  // they are closed. The tokens themselves are given with Router::set_tokens.
+  bool auth_required = false;
+  Time auth_timeout = std::chrono::seconds{5};
   std::uint32_t first_id = 0;  // where ID allocation starts (tests start near the wrap)
 };
 

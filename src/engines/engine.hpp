@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "core/config.hpp"
@@ -23,9 +24,17 @@ struct ServerOptions {
   std::size_t max_conns = 0;  // 0: derived from the open-files limit
   std::chrono::milliseconds drain_timeout{5000};
   unsigned threads = 0;  // multi-threaded engines: 0 means one per core
+  // Protocol v2 authentication: a file of tokens, one per line (blanks
+  // stripped, empty lines and lines starting with '#' ignored), re-read on
+  // SIGHUP. Empty: no authentication. router.auth_required follows it.
+  std::string auth_token_file;
   // Called once, from run(), when the listener is bound (port 0 resolved)
-  // and before any connection is accepted.
+  // and before any connection is accepted. Signals are already handled by
+  // then, and every thread the engine needs already runs.
   std::function<void(const net::Endpoint&)> on_listening;
+  // Called once, from run()'s thread, when SIGINT or SIGTERM starts the
+  // drain (systemd's STOPPING=1).
+  std::function<void()> on_draining;
 };
 
 class Engine {

@@ -22,7 +22,7 @@ std::span<char> FrameDecoder::prepare(std::size_t at_least) {
   }
   const std::size_t need = live + at_least;
   const bool pooled = pool_ != nullptr && need <= pool_->block_size();
-  const std::size_t want = pooled ? pool_->block_size() : std::max(need, capacity_ * 2);
+  const std::size_t want = pooled ? pool_->block_size() : unpooled_size(need);
   std::unique_ptr<char[]> fresh = pooled ? pool_->take() : std::make_unique_for_overwrite<char[]>(want);
   if (live > 0) std::memcpy(fresh.get(), data_.get() + begin_, live);
   const std::size_t scan = scan_ - begin_;
@@ -43,7 +43,23 @@ void FrameDecoder::feed(std::span<const char> bytes) {
   commit(bytes.size());
 }
 
+// Outside the pool, a buffer grows by doubling but never past what the
+// largest acceptable frame needs: a v1 frame of max_payload (plus one read's
+// worth of what follows it), or, in v2, exactly the frame whose header is
+// buffered. A client parking a frame just under --max-frame therefore costs
+// one buffer of about that frame's size, not twice it.
+std::size_t FrameDecoder::unpooled_size(std::size_t need) const noexcept {
+  std::size_t want = std::max(need, capacity_ * 2);
+  if (v2_ && end_ - begin_ >= kLengthSize) {
+    const std::size_t frame = kLengthSize + load_be32(data_.get() + begin_);
+    if (need <= frame) return frame;
+  }
+  const std::size_t largest = max_payload_ + kIdSize + 1 + need - (end_ - begin_);
+  return std::max(need, std::min(want, largest));
+}
+
 DecodeStatus FrameDecoder::peek(Frame& out) noexcept {
+  if (v2_) return peek_v2(out);
   if (found_ == 0) {
     const std::size_t payload_start = begin_ + kIdSize;
     if (end_ <= payload_start) return DecodeStatus::need_more;
@@ -59,9 +75,59 @@ DecodeStatus FrameDecoder::peek(Frame& out) noexcept {
     found_ = at + 1;
   }
   const char* frame = data_.get() + begin_;
+  out.type = FrameType::v1;
   out.destination = ClientId{load_be32(frame)};
   out.wire = {frame + kIdSize, found_ - begin_ - kIdSize};
+  out.payload = out.wire.first(out.wire.size() - 1);
   return DecodeStatus::frame;
+}
+
+DecodeStatus FrameDecoder::peek_v2(Frame& out) noexcept {
+  const std::size_t have = end_ - begin_;
+  if (have < kLengthSize) return DecodeStatus::need_more;
+  const char* frame = data_.get() + begin_;
+  const std::size_t length = load_be32(frame);
+  // The length alone decides too_large, before anything else is known.
+  if (length > max_payload_ + kSendOverhead) return DecodeStatus::too_large;
+  if (length == 0) {
+    detail_ = "empty frame (length 0)";
+    return DecodeStatus::bad_frame;
+  }
+  if (have < kV2HeaderSize) return DecodeStatus::need_more;
+  const auto type = static_cast<FrameType>(static_cast<unsigned char>(frame[kLengthSize]));
+  if (type == FrameType::send) {
+    if (length < kSendOverhead) {
+      detail_ = "SEND shorter than its 4-byte destination";
+      return DecodeStatus::bad_frame;
+    }
+  } else if (type == FrameType::ping) {
+    if (length > kMaxPingBody + 1) {
+      detail_ = "PING body over 64 bytes";
+      return DecodeStatus::bad_frame;
+    }
+  } else {
+    detail_ = "unknown frame type";
+    return DecodeStatus::bad_frame;
+  }
+  if (have < kLengthSize + length) return DecodeStatus::need_more;
+  const char* body = frame + kV2HeaderSize;
+  out.type = type;
+  out.wire = {};
+  if (type == FrameType::send) {
+    out.destination = ClientId{load_be32(body)};
+    out.payload = {body + kIdSize, length - kSendOverhead};
+  } else {
+    out.destination = ClientId{};
+    out.payload = {body, length - 1};
+  }
+  found_ = begin_ + kLengthSize + length;
+  return DecodeStatus::frame;
+}
+
+void FrameDecoder::upgrade() noexcept {
+  assert(found_ == 0 && "upgrade() between pop() and peek()");
+  v2_ = true;
+  scan_ = begin_;
 }
 
 void FrameDecoder::pop() noexcept {

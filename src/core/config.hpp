@@ -35,6 +35,9 @@ struct RouterConfig {
   // they are closed. The tokens themselves are given with Router::set_tokens.
   bool auth_required = false;
   Time auth_timeout = std::chrono::seconds{5};
+  // A client that stopped sending (FIN) stays a destination until its
+  // queue is written and nothing was routed to it for this long.
+  Time half_close_linger = std::chrono::seconds{1};
   std::uint32_t first_id = 0;  // where ID allocation starts (tests start near the wrap)
 };
 

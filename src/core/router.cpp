@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
 #include <limits>
 
+#include "protocol/v2.hpp"
 #include "protocol/wire.hpp"
 
 namespace sb::core {
@@ -12,18 +14,51 @@ namespace {
 constexpr std::size_t kOutBlockSize = 16 * 1024;  // 64 of them fill one writev with 1 MiB
 constexpr std::size_t kOutPoolIdle = 1024;         // 16 MiB of idle blocks at most
 constexpr std::size_t kMinSlots = 64;
+constexpr std::size_t kErrorHeaderSize = 10;       // L, type, code, subject
+
+using protocol::ErrorCode;
+
+// Short reasons for ERROR frames: static text, so that a flood of bad
+// frames costs no allocation. The subject and the code say the rest.
+std::string_view error_reason(ErrorCode code) noexcept {
+  switch (code) {
+    case ErrorCode::no_route: return "no client with this ID";
+    case ErrorCode::slow_consumer: return "the destination is not keeping up";
+    case ErrorCode::not_representable: return "the destination speaks v1 and the payload holds a NUL";
+    case ErrorCode::too_large: return "frame over max_frame";
+    case ErrorCode::bad_frame: return "malformed frame";
+  }
+  return "";
+}
+
+bool valid_token(std::string_view t) noexcept {
+  if (t.empty() || t.size() > 256) return false;
+  return std::all_of(t.begin(), t.end(), [](char ch) {
+    const auto u = static_cast<unsigned char>(ch);
+    return u >= 0x21 && u <= 0x7E;
+  });
+}
 }  // namespace
 
 struct Router::Client {
   ClientId id;
   std::uint64_t tag;
   OutboundQueue out;
-  bool dirty = false;    // listed in dirty_
-  bool closing = false;  // a close was requested; frames to it are dropped
-  bool paused = false;   // a sender waiting for `paused_on` to drain
+  int version = 1;
+  bool authenticated = true;
+  bool dirty = false;            // listed in dirty_
+  bool closing = false;          // no longer a destination: frames to it are dropped
+  bool close_requested = false;  // a Close action was issued
+  bool flush_then_close = false; // closing once its queue is written (a reply or an ERROR first)
+  bool read_closed = false;      // FIN received: not read any more, still a destination
+  bool paused = false;           // a sender waiting for `paused_on` to drain
+  CloseReason close_reason = CloseReason::peer_closed;
   ClientId paused_on{};
-  Time last_progress{};  // last write progress, or when the queue became non-empty
+  Time connected_at{};
+  Time last_progress{};          // last write progress, or when the queue became non-empty
+  Time last_routed_to{};         // when a frame was last queued for it
   std::vector<ClientId> waiters;  // senders paused on this destination
+  std::uint64_t frames_in = 0, bytes_in = 0, frames_out = 0, bytes_out = 0;
 };
 
 Router::Router(RouterConfig config)
@@ -38,9 +73,14 @@ Router::Client* Router::find(ClientId id) const noexcept {
 
 ClientId Router::allocate_id() {
   // At most half the slots are live, so this ends after a few tries. Skipping
-  // a taken slot also skips every live ID after the 32-bit counter wraps.
+  // a taken slot also skips every live ID after the 32-bit counter wraps;
+  // the reserved IDs (0xFFFFFF00 and up) are never given out.
   for (;;) {
     const std::uint32_t candidate = next_id_++;
+    if (candidate >= protocol::kFirstReservedId) {
+      next_id_ = 0;
+      continue;
+    }
     if (!slots_[candidate & (slots_.size() - 1)]) return ClientId{candidate};
   }
 }
@@ -60,54 +100,260 @@ ClientId Router::on_connect(std::uint64_t tag) {
   auto c = std::make_unique<Client>();
   c->id = id;
   c->tag = tag;
+  c->connected_at = now_;
+  c->last_routed_to = now_ - config_.half_close_linger;  // nothing routed to it yet
+  c->authenticated = !config_.auth_required;
   Client& ref = *c;
   slots_[to_u32(id) & (slots_.size() - 1)] = std::move(c);
   ++stats_.connections_accepted;
   ++stats_.live_clients;
+  if (!ref.authenticated) unauthenticated_.push_back(id);
   const auto greeting = protocol::encode_greeting(id);
   enqueue(ref, greeting);
   return id;
 }
 
-RouteResult Router::on_frame(ClientId from, ClientId to, std::span<const char> wire) {
+RouteResult Router::on_frame(ClientId from, const protocol::Frame& frame) {
+  Client* s = find(from);
+  assert(s != nullptr && "frames come from connected clients");
+  ++s->frames_in;
+  s->bytes_in += frame.payload.size();
+  RouteResult result = RouteResult::dropped;
+  switch (frame.type) {
+    case protocol::FrameType::v1:
+      if (to_u32(frame.destination) == protocol::kServerId && protocol::is_hello(frame.payload)) {
+        result = on_hello(*s, frame.payload);
+      } else {
+        result = route(*s, frame.destination, {frame.payload, true, frame.wire});
+      }
+      break;
+    case protocol::FrameType::send:
+      result = route(*s, frame.destination, {frame.payload, false, {}});
+      break;
+    case protocol::FrameType::ping:
+      result = on_ping(*s, frame.payload);
+      break;
+    default:
+      assert(false && "the decoder yields only v1, SEND and PING frames");
+      break;
+  }
+  // A sender closed by its own frame (the `disconnect` policy on itself)
+  // must not be read further.
+  if (s->closing && result != RouteResult::paused) return RouteResult::closing;
+  return result;
+}
+
+RouteResult Router::route(Client& from, ClientId to, const Payload& p) {
+  if (!from.authenticated) {
+    ++stats_.dropped_unauthenticated;
+    return RouteResult::dropped;
+  }
   Client* dest = find(to);
-  if (dest == nullptr) {
+  if (dest == nullptr || !dest->authenticated) {
     ++stats_.dropped_no_route;
-    return RouteResult::delivered;
+    send_error(from, ErrorCode::no_route, to_u32(to), error_reason(ErrorCode::no_route));
+    return RouteResult::dropped;
   }
   if (dest->closing) {
-    ++stats_.dropped_slow_consumer;
-    return RouteResult::delivered;
-  }
-  if (!dest->out.empty() && dest->out.size() + wire.size() > config_.max_pending) {
-    switch (config_.policy) {
-      case SlowConsumerPolicy::backpressure: {
-        Client* sender = find(from);
-        assert(sender != nullptr && "frames come from connected clients");
-        sender->paused = true;
-        sender->paused_on = to;
-        if (dest->waiters.empty()) blocking_.push_back(to);
-        dest->waiters.push_back(from);
-        ++stats_.sender_pauses;
-        return RouteResult::paused;
-      }
-      case SlowConsumerPolicy::disconnect:
-        request_close(*dest, CloseReason::slow_consumer);
-        ++stats_.dropped_slow_consumer;
-        return RouteResult::delivered;
-      case SlowConsumerPolicy::drop:
-        ++stats_.dropped_slow_consumer;
-        return RouteResult::delivered;
+    // Being closed: as a slow consumer, say so; otherwise it is as good as gone.
+    if (dest->close_reason == CloseReason::slow_consumer) {
+      ++stats_.dropped_slow_consumer;
+      send_error(from, ErrorCode::slow_consumer, to_u32(to), error_reason(ErrorCode::slow_consumer));
+    } else {
+      ++stats_.dropped_no_route;
+      send_error(from, ErrorCode::no_route, to_u32(to), error_reason(ErrorCode::no_route));
     }
+    return RouteResult::dropped;
   }
-  enqueue(*dest, wire);
+  const bool to_v1 = dest->version == 1;
+  if (to_v1 && !p.nul_free && std::memchr(p.bytes.data(), '\0', p.bytes.size()) != nullptr) {
+    ++stats_.dropped_not_representable;
+    send_error(from, ErrorCode::not_representable, to_u32(to), error_reason(ErrorCode::not_representable));
+    return RouteResult::dropped;
+  }
+  const std::size_t n = to_v1 ? p.bytes.size() + 1 : protocol::kDeliverHeaderSize + p.bytes.size();
+  if (const Admit why = admit(*dest, n); why != Admit::ok) {
+    const RouteResult r = apply_policy(from, *dest, why);
+    if (r != RouteResult::queued) return r;
+  }
+  if (to_v1) {
+    if (!p.v1_wire.empty()) {
+      enqueue(*dest, p.v1_wire);  // the v1 -> v1 path: one copy, as the sender sent it
+    } else {
+      enqueue(*dest, p.bytes);
+      enqueue(*dest, std::span<const char>("", 1));
+    }
+  } else {
+    const auto header = protocol::encode_deliver_header(from.id, p.bytes.size());
+    enqueue(*dest, header);
+    enqueue(*dest, p.bytes);
+  }
+  ++dest->frames_out;
+  dest->last_routed_to = now_;
   ++stats_.frames_routed;
-  stats_.bytes_routed += wire.size();
-  return RouteResult::delivered;
+  stats_.bytes_routed += n;
+  return RouteResult::queued;
+}
+
+Router::Admit Router::admit(const Client& dest, std::size_t n) const noexcept {
+  // A frame for an empty queue is always taken, so that a frame larger than
+  // the limit can still be delivered.
+  if (dest.out.empty()) return Admit::ok;
+  if (dest.out.size() + n > config_.max_pending) return Admit::over_pending;
+  if (config_.max_pending_total != 0 && stats_.pending_bytes + n > config_.max_pending_total) {
+    // Over the global cap, the policy acts on the biggest holders only: a
+    // destination holding more than an equal share of the cap. An honest
+    // destination that keeps up holds little and goes on receiving, so one
+    // attacker (or a few hundred) cannot take everyone's memory.
+    const std::size_t share = config_.max_pending_total / std::max<std::size_t>(1, nonempty_queues_);
+    if (dest.out.size() + n > share) return Admit::over_total;
+  }
+  return Admit::ok;
+}
+
+RouteResult Router::apply_policy(Client& from, Client& dest, Admit why) {
+  if (why == Admit::over_total) ++stats_.over_total_limit;
+  switch (config_.policy) {
+    case SlowConsumerPolicy::backpressure:
+      from.paused = true;
+      from.paused_on = dest.id;
+      if (dest.waiters.empty()) blocking_.push_back(dest.id);
+      dest.waiters.push_back(from.id);
+      ++stats_.sender_pauses;
+      return RouteResult::paused;
+    case SlowConsumerPolicy::disconnect:
+      if (why == Admit::over_total) {
+        // Close the largest queues first until the rest fits; this
+        // destination may or may not be one of them.
+        shed_largest();
+        if (!dest.closing) return RouteResult::queued;
+      } else {
+        request_close(dest, CloseReason::slow_consumer);
+      }
+      ++stats_.dropped_slow_consumer;
+      send_error(from, ErrorCode::slow_consumer, to_u32(dest.id), error_reason(ErrorCode::slow_consumer));
+      return RouteResult::dropped;
+    case SlowConsumerPolicy::drop:
+      ++stats_.dropped_slow_consumer;
+      send_error(from, ErrorCode::slow_consumer, to_u32(dest.id), error_reason(ErrorCode::slow_consumer));
+      return RouteResult::dropped;
+  }
+  return RouteResult::dropped;
+}
+
+// `disconnect` over --max-pending-total: as Redis' maxmemory-clients, the
+// clients holding the most are closed, largest first, until the rest is
+// under the cap. A full scan: this runs once per excursion over the cap, and
+// each run frees at least one queue.
+void Router::shed_largest() {
+  std::vector<std::pair<std::size_t, ClientId>> holders;
+  holders.reserve(nonempty_queues_);
+  for (const auto& c : slots_) {
+    if (c && !c->closing && !c->out.empty()) holders.emplace_back(c->out.size(), c->id);
+  }
+  std::sort(holders.begin(), holders.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [size, id] : holders) {
+    if (stats_.pending_bytes <= config_.max_pending_total) break;
+    request_close(*find(id), CloseReason::slow_consumer);
+  }
+}
+
+RouteResult Router::on_hello(Client& from, std::span<const char> payload) {
+  const protocol::HelloParse h = protocol::parse_hello(payload);
+  if (h.status != protocol::HelloParse::Status::ok) {
+    ++stats_.hellos_rejected;
+    enqueue_v1_reply(from, protocol::encode_hello_error(h.reply_version, h.nonce, h.reason));
+    close_after_flush(from, CloseReason::protocol_error);
+    return RouteResult::closing;
+  }
+  const protocol::Hello& hello = h.hello;
+  if (!from.authenticated) {
+    // Every listed token is compared, in constant time each, so neither the
+    // answer's timing nor its content says which one (or how much) matched.
+    bool listed = false;
+    if (hello.token) {
+      for (const std::string& t : tokens_) listed = protocol::tokens_equal(*hello.token, t) || listed;
+    }
+    if (!listed) {
+      enqueue_v1_reply(from, protocol::encode_hello_error(hello.version, hello.nonce, "unauthorized"));
+      close_after_flush(from, CloseReason::auth_failed);
+      return RouteResult::closing;
+    }
+    from.authenticated = true;
+  }
+  if (hello.version == 1) {
+    ++stats_.hellos_v1;
+    enqueue_v1_reply(from, protocol::encode_v1_ok(from.id));
+    return RouteResult::handled;
+  }
+  // The welcome is the last v1 delivery; everything queued after it is v2.
+  ++stats_.upgrades;
+  enqueue_v1_reply(from, protocol::encode_welcome(hello.nonce, from.id, config_.max_frame));
+  from.version = 2;
+  return RouteResult::upgraded;
+}
+
+RouteResult Router::on_ping(Client& from, std::span<const char> body) {
+  // A PONG is a frame the sender sends itself: it joins the sender's one
+  // queue, after everything already there, and its limit applies (a client
+  // that pings without reading is a slow consumer of its own answers).
+  const std::size_t n = protocol::kV2HeaderSize + body.size();
+  if (const Admit why = admit(from, n); why != Admit::ok) {
+    const RouteResult r = apply_policy(from, from, why);
+    if (r != RouteResult::queued) return r;
+  }
+  enqueue(from, protocol::encode_pong_header(body.size()));
+  enqueue(from, body);
+  ++stats_.pongs;
+  return RouteResult::handled;
+}
+
+void Router::on_decode_error(ClientId from, protocol::DecodeStatus status, std::string_view detail) {
+  Client* c = find(from);
+  if (c == nullptr || c->closing) return;
+  const bool too_large = status == protocol::DecodeStatus::too_large;
+  const CloseReason reason = too_large ? CloseReason::oversized_frame : CloseReason::protocol_error;
+  if (c->version == 1) {
+    request_close(*c, reason);  // v1 has no way to say why
+    return;
+  }
+  if (too_large) {
+    send_error(*c, ErrorCode::too_large, to_u32(c->id), error_reason(ErrorCode::too_large));
+  } else {
+    send_error(*c, ErrorCode::bad_frame, 0, detail.empty() ? error_reason(ErrorCode::bad_frame) : detail);
+  }
+  close_after_flush(*c, reason);
+}
+
+void Router::send_error(Client& to, ErrorCode code, std::uint32_t subject, std::string_view reason) {
+  if (to.version != 2) return;  // a v1 client has no error channel
+  if (to.out.size() > config_.max_pending) {
+    ++stats_.errors_dropped;  // never allowed to grow a queue that is already over its limit
+    return;
+  }
+  std::array<char, kErrorHeaderSize> header{};
+  const auto length = protocol::encode_be32(static_cast<std::uint32_t>(1 + 1 + 4 + reason.size()));
+  std::memcpy(header.data(), length.data(), 4);
+  header[4] = static_cast<char>(protocol::FrameType::error);
+  header[5] = static_cast<char>(code);
+  const auto subj = protocol::encode_be32(subject);
+  std::memcpy(header.data() + 6, subj.data(), 4);
+  enqueue(to, header);
+  enqueue(to, std::span<const char>(reason.data(), reason.size()));
+  ++stats_.errors_sent;
+}
+
+void Router::enqueue_v1_reply(Client& c, std::string_view text) {
+  enqueue(c, std::span<const char>(text.data(), text.size()));
+  enqueue(c, std::span<const char>("", 1));
 }
 
 void Router::enqueue(Client& dest, std::span<const char> bytes) {
-  if (dest.out.empty()) dest.last_progress = now_;
+  if (bytes.empty()) return;
+  if (dest.out.empty()) {
+    dest.last_progress = now_;
+    ++nonempty_queues_;
+  }
   dest.out.append(bytes, out_pool_);
   stats_.pending_bytes += bytes.size();
   stats_.peak_pending_bytes = std::max(stats_.peak_pending_bytes, stats_.pending_bytes);
@@ -138,7 +384,17 @@ void Router::on_written(ClientId id, std::size_t n) {
   assert(n <= c->out.size());
   c->out.consume(n, out_pool_);
   stats_.pending_bytes -= n;
+  c->bytes_out += n;
   c->last_progress = now_;
+  if (c->out.empty()) {
+    --nonempty_queues_;
+    if (c->flush_then_close && !c->close_requested) {
+      c->close_requested = true;
+      actions_.push_back(Close{c->id, c->close_reason});
+    } else if (c->read_closed && may_close_half_closed(*c)) {
+      request_close(*c, CloseReason::peer_closed);
+    }
+  }
   // Resume at half the limit, not just under it, so that a paused sender
   // gets room for many frames instead of flapping on every write.
   if (!c->waiters.empty() && c->out.size() <= config_.max_pending / 2) resume_waiters(*c);
@@ -149,30 +405,69 @@ void Router::resume_waiters(Client& c) {
     Client* sender = find(w);
     if (sender == nullptr || !sender->paused) continue;  // left while it waited
     sender->paused = false;
-    actions_.push_back({Action::Kind::resume_reading, w, CloseReason::peer_closed});
+    actions_.push_back(ResumeReading{w});
   }
   c.waiters.clear();
 }
 
+// Close now: the queue is discarded at once (and counted), so that memory
+// and the global cap see it go in this turn, not when the engine gets to it.
 void Router::request_close(Client& c, CloseReason reason) {
+  if (c.close_requested) return;
+  c.closing = true;
+  c.close_requested = true;
+  c.close_reason = reason;
+  if (!c.out.empty()) {
+    stats_.discarded_bytes += c.out.size();
+    stats_.pending_bytes -= c.out.size();
+    c.out.clear(out_pool_);
+    --nonempty_queues_;
+  }
+  actions_.push_back(Close{c.id, reason});
+}
+
+// Close once what is queued (a reply, an ERROR) is written, or after
+// stall_timeout without write progress. It is no longer a destination.
+void Router::close_after_flush(Client& c, CloseReason reason) {
   if (c.closing) return;
   c.closing = true;
-  actions_.push_back({Action::Kind::close, c.id, reason});
+  c.flush_then_close = true;
+  c.close_reason = reason;
+  if (c.out.empty()) {
+    c.close_requested = true;
+    actions_.push_back(Close{c.id, reason});
+    return;
+  }
+  lingering_.push_back(c.id);
+}
+
+bool Router::may_close_half_closed(const Client& c) const noexcept {
+  return c.out.empty() && !c.paused && now_ - c.last_routed_to >= config_.half_close_linger;
+}
+
+void Router::on_read_closed(ClientId id) {
+  Client* c = find(id);
+  if (c == nullptr || c->read_closed || c->closing) return;
+  c->read_closed = true;
+  if (may_close_half_closed(*c)) {
+    request_close(*c, CloseReason::peer_closed);
+    return;
+  }
+  ++stats_.half_closed;
+  lingering_.push_back(id);
 }
 
 void Router::on_disconnect(ClientId id, CloseReason reason) {
   Client* c = find(id);
   if (c == nullptr) return;
   ++stats_.connections_closed;
-  switch (reason) {
-    case CloseReason::peer_closed: ++stats_.closed_peer; break;
-    case CloseReason::oversized_frame: ++stats_.closed_oversized; break;
-    case CloseReason::slow_consumer: ++stats_.closed_slow_consumer; break;
-    case CloseReason::io_error: ++stats_.closed_io_error; break;
-    case CloseReason::shutdown: ++stats_.closed_shutdown; break;
+  ++stats_[close_counter(reason)];
+  if (!c->out.empty()) {
+    stats_.discarded_bytes += c->out.size();
+    stats_.pending_bytes -= c->out.size();
+    c->out.clear(out_pool_);
+    --nonempty_queues_;
   }
-  stats_.pending_bytes -= c->out.size();
-  c->out.clear(out_pool_);
   // A paused sender leaves its destination's waiter list first, so that a
   // destination nobody waits on any more is not closed as stalled, and a
   // client paused on itself is not asked to resume.
@@ -187,17 +482,45 @@ void Router::on_disconnect(ClientId id, CloseReason reason) {
 
 void Router::on_tick(Time now) {
   now_ = now;
-  if (blocking_.empty()) return;
-  std::erase_if(blocking_, [this](ClientId id) {
-    const Client* c = find(id);
-    return c == nullptr || c->waiters.empty();
-  });
-  for (ClientId id : blocking_) {
-    Client* c = find(id);
-    if (!c->out.empty() && now_ - c->last_progress >= config_.stall_timeout) {
-      request_close(*c, CloseReason::slow_consumer);
+  if (!blocking_.empty()) {
+    std::erase_if(blocking_, [this](ClientId id) {
+      const Client* c = find(id);
+      return c == nullptr || c->waiters.empty();
+    });
+    for (ClientId id : blocking_) {
+      Client* c = find(id);
+      if (!c->out.empty() && now_ - c->last_progress >= config_.stall_timeout) {
+        request_close(*c, CloseReason::slow_consumer);
+      }
     }
   }
+  // Connection order is deadline order: stop at the first one still in time.
+  while (!unauthenticated_.empty()) {
+    Client* c = find(unauthenticated_.front());
+    if (c != nullptr && !c->authenticated && !c->closing) {
+      if (now_ - c->connected_at < config_.auth_timeout) break;
+      request_close(*c, CloseReason::unauthenticated);
+    }
+    unauthenticated_.pop_front();
+  }
+  if (!lingering_.empty()) {
+    std::erase_if(lingering_, [this](ClientId id) {
+      Client* c = find(id);
+      if (c == nullptr || c->close_requested) return true;
+      if (c->flush_then_close) {
+        if (now_ - c->last_progress < config_.stall_timeout) return false;
+        request_close(*c, c->close_reason);  // it does not read its last words
+        return true;
+      }
+      if (c->closing || !may_close_half_closed(*c)) return false;
+      request_close(*c, CloseReason::peer_closed);
+      return true;
+    });
+  }
+}
+
+void Router::set_tokens(std::vector<std::string> tokens) {
+  tokens_ = std::move(tokens);
 }
 
 std::uint64_t Router::tag(ClientId id) const noexcept {
@@ -213,6 +536,41 @@ std::size_t Router::pending_bytes(ClientId id) const noexcept {
 bool Router::is_paused(ClientId id) const noexcept {
   const Client* c = find(id);
   return c != nullptr && c->paused;
+}
+
+int Router::version(ClientId id) const noexcept {
+  const Client* c = find(id);
+  return c == nullptr ? 0 : c->version;
+}
+
+std::vector<ClientView> Router::clients() const {
+  std::vector<ClientView> out;
+  out.reserve(stats_.live_clients);
+  for (const auto& c : slots_) {
+    if (!c) continue;
+    out.push_back({c->id, c->tag, c->version, c->authenticated, c->paused, c->read_closed, c->out.size(),
+                   c->frames_in, c->bytes_in, c->frames_out, c->bytes_out, c->connected_at});
+  }
+  return out;
+}
+
+TokenList parse_token_file(std::string_view text) {
+  TokenList list;
+  while (!text.empty()) {
+    const auto eol = text.find('\n');
+    std::string_view line = text.substr(0, eol);
+    text = eol == std::string_view::npos ? std::string_view{} : text.substr(eol + 1);
+    const auto first = line.find_first_not_of(" \t\r\f\v");
+    if (first == std::string_view::npos) continue;
+    line = line.substr(first, line.find_last_not_of(" \t\r\f\v") - first + 1);
+    if (line.front() == '#') continue;
+    if (valid_token(line)) {
+      list.tokens.emplace_back(line);
+    } else {
+      ++list.rejected;
+    }
+  }
+  return list;
 }
 
 }  // namespace sb::core

@@ -1,24 +1,35 @@
 // The routing state of one event loop, as a sans-IO state machine.
 //
 // An engine feeds it events (a client connected, a frame arrived, bytes were
-// written, a client left, time passed) and carries out what it asks for:
-// write the queued bytes of the clients in `dirty()`, and the `actions()`
-// (resume reading a paused sender, close a client). It owns no fd, reads no
-// clock and makes no system call, which is what lets the tests drive it with
-// a fake clock and a seeded simulation.
+// written, a client stopped sending or left, time passed) and carries out
+// what it asks for: write the queued bytes of the clients in `dirty()`, and
+// the `actions()` (resume reading a paused sender, close a client). It owns
+// no fd, reads no clock and makes no system call, which is what lets the
+// tests drive it with a fake clock and a seeded simulation.
+//
+// Protocols (DESIGN.md 1 and 1b). Every client starts in v1; a hello (a v1
+// frame to 0xFFFFFFFF that begins with "switchboard/") may upgrade it to v2.
+// A frame carries its source to the destination, and the destination's
+// version chooses the encoding: v1 gets payload + NUL, v2 a DELIVER with the
+// sender's ID. A v2 sender hears why a frame went nowhere (ERROR frames).
 //
 // Time: call on_tick(now) once before the first event and then once per
 // loop turn; the router's notion of "now" is the last tick.
 //
 // Thread: one owner (the loop that drives it). Memory: every client's
 // outbound queue is bounded by max_pending (plus one frame, when the queue
-// was empty, so that a frame larger than the limit can still be delivered).
+// was empty, so that a frame larger than the limit can still be delivered),
+// and all queues together by max_pending_total (see route()).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
+#include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "core/config.hpp"
@@ -26,23 +37,66 @@
 #include "core/stats.hpp"
 #include "protocol/block_pool.hpp"
 #include "protocol/client_id.hpp"
+#include "protocol/frame_decoder.hpp"
 
 namespace sb::core {
 
-enum class CloseReason { peer_closed, oversized_frame, slow_consumer, io_error, shutdown };
+enum class CloseReason {
+  peer_closed,      // FIN or RST from the client
+  oversized_frame,  // a frame over --max-frame (v2: after ERROR too_large)
+  slow_consumer,    // `disconnect` policy, or a backpressure stall
+  io_error,         // an OS error on the socket other than a reset
+  shutdown,         // still connected when the server stopped
+  protocol_error,   // v2 bad_frame, or a malformed hello (after the reply)
+  unauthenticated,  // no valid hello within --auth-timeout
+  auth_failed,      // a hello with a missing or wrong token (after the reply)
+};
 std::string_view to_string(CloseReason r) noexcept;
+// The closed_* counter a close with this reason adds to.
+StatId close_counter(CloseReason r) noexcept;
 
+// What became of one frame the engine handed in.
 enum class RouteResult {
-  delivered,  // queued for the destination (or dropped and counted: the sender goes on)
-  paused,     // backpressure: the sender must stop reading and offer this frame again on resume
+  queued,   // queued for its destination on this loop
+  dropped,  // dropped and counted (no route, slow consumer, not representable, not authenticated)
+  handled,  // for the server itself (a hello, a PING), answered in the sender's queue
+  upgraded, // the hello was accepted: the sender's later bytes are v2 (FrameDecoder::upgrade)
+  paused,   // backpressure: stop reading the sender and offer this frame again on resume
+  closing,  // the sender is being closed (a rejected hello): stop reading it
 };
 
-struct Action {
-  enum class Kind { resume_reading, close };
-  Kind kind;
-  ClientId client;
-  CloseReason reason;  // for `close`
+// Requests for the engine.
+struct ResumeReading {
+  ClientId client;  // offer the held frame again, then read on
 };
+struct Close {
+  ClientId client;  // close now; whatever is still queued for it is discarded (counted)
+  CloseReason reason;
+};
+using Action = std::variant<ResumeReading, Close>;
+
+// What /clients shows of one client (metrics; docs/OPERATIONS.md).
+struct ClientView {
+  ClientId id;
+  std::uint64_t tag;
+  int version;
+  bool authenticated;
+  bool paused;
+  bool read_closed;
+  std::size_t queued_bytes;
+  std::uint64_t frames_in, bytes_in, frames_out, bytes_out;
+  Time connected_at;
+};
+
+// Tokens from an --auth-token-file's text: one per line, surrounding blanks
+// stripped, empty lines and lines starting with '#' skipped. Lines that are
+// not valid tokens (1..256 bytes of 0x21..0x7E) are left out and counted in
+// `rejected` (never echoed: they may be secrets with a typo).
+struct TokenList {
+  std::vector<std::string> tokens;
+  std::size_t rejected = 0;
+};
+TokenList parse_token_file(std::string_view text);
 
 class Router {
  public:
@@ -55,23 +109,42 @@ class Router {
   // handed back by tag(). Its greeting is queued: the client is dirty.
   ClientId on_connect(std::uint64_t tag);
 
-  // `from` sent a complete frame for `to`; `wire` is payload plus NUL.
-  RouteResult on_frame(ClientId from, ClientId to, std::span<const char> wire);
+  // `from` sent a complete frame (v1, SEND or PING), as its decoder gave it.
+  RouteResult on_frame(ClientId from, const protocol::Frame& frame);
+
+  // `from`'s decoder reported too_large or bad_frame (`detail`: the
+  // decoder's error_detail()). A v2 client is sent ERROR too_large or
+  // bad_frame and closed once that is written; a v1 client is closed at once.
+  void on_decode_error(ClientId from, protocol::DecodeStatus status, std::string_view detail);
+
+  // The client will send nothing more (FIN: TCP half-close). The engine
+  // stops reading it; the router keeps delivering to it until its queue is
+  // empty and nothing has been routed to it for half_close_linger, then
+  // asks for it to be closed (peer_closed). Frames it sent before the FIN
+  // are still routed.
+  void on_read_closed(ClientId id);
 
   // The queued output of `id`, for one writev; returns the entries used.
   std::size_t gather(ClientId id, std::span<ConstBuffer> out) const noexcept;
   // `n` bytes of `id`'s queued output were written.
   void on_written(ClientId id, std::size_t n);
 
-  // The client is gone (closed by either side). Its queue is freed and the
-  // senders paused on it resume. Unknown IDs are ignored.
+  // The client is gone (closed by either side). Its queue is freed (the
+  // bytes counted as discarded) and the senders paused on it resume.
+  // Unknown IDs are ignored.
   void on_disconnect(ClientId id, CloseReason reason);
 
   // A connection was refused (over --max-conns, out of fds).
   void on_rejected() noexcept { ++stats_.connections_rejected; }
 
-  // Time passes: checks backpressure stalls against --stall-timeout.
+  // Time passes: backpressure stalls, the auth timeout, half-closed and
+  // closing clients.
   void on_tick(Time now);
+
+  // The tokens a hello may present (--auth-token-file, re-read on SIGHUP).
+  // Sessions already authenticated stay; new hellos are checked against
+  // this list.
+  void set_tokens(std::vector<std::string> tokens);
 
   // Clients with output to write; the engine flushes them, then clear_dirty().
   std::span<const ClientId> dirty() const noexcept { return dirty_; }
@@ -85,19 +158,42 @@ class Router {
   std::uint64_t tag(ClientId id) const noexcept;
   std::size_t pending_bytes(ClientId id) const noexcept;
   bool is_paused(ClientId id) const noexcept;
+  int version(ClientId id) const noexcept;
   const Stats& stats() const noexcept { return stats_; }
   const RouterConfig& config() const noexcept { return config_; }
+  // Every live client, for /clients. O(clients): not for the data path.
+  std::vector<ClientView> clients() const;
+  // The pool of outbound blocks, so that the engine can give idle memory
+  // back (BlockPool::trim) once a burst is over.
+  protocol::BlockPool& out_pool() noexcept { return out_pool_; }
 
  private:
   struct Client;
+  // Where one frame's bytes come from, for the destination's encoding.
+  struct Payload {
+    std::span<const char> bytes;  // without any v1 NUL or v2 header
+    bool nul_free;                // a v1 sender's payload: it cannot hold a NUL
+    std::span<const char> v1_wire;  // bytes + NUL when the sender's buffer has them contiguous, else empty
+  };
+  enum class Admit { ok, over_pending, over_total };
+
   Client* find(ClientId id) const noexcept;
   ClientId allocate_id();
-  void insert(std::unique_ptr<Client> c);
   void grow();
+  RouteResult route(Client& from, ClientId to, const Payload& p);
+  RouteResult on_hello(Client& from, std::span<const char> payload);
+  RouteResult on_ping(Client& from, std::span<const char> body);
+  Admit admit(const Client& dest, std::size_t n) const noexcept;
+  RouteResult apply_policy(Client& from, Client& dest, Admit why);
   void enqueue(Client& dest, std::span<const char> bytes);
+  void enqueue_v1_reply(Client& c, std::string_view text);
+  void send_error(Client& to, protocol::ErrorCode code, std::uint32_t subject, std::string_view reason);
   void mark_dirty(Client& c);
   void resume_waiters(Client& c);
   void request_close(Client& c, CloseReason reason);
+  void close_after_flush(Client& c, CloseReason reason);
+  bool may_close_half_closed(const Client& c) const noexcept;
+  void shed_largest();
 
   RouterConfig config_;
   protocol::BlockPool out_pool_;
@@ -108,7 +204,12 @@ class Router {
   std::uint32_t next_id_;
   std::vector<ClientId> dirty_;
   std::vector<Action> actions_;
-  std::vector<ClientId> blocking_;  // destinations with paused senders (stall checks)
+  std::vector<ClientId> blocking_;      // destinations with paused senders (stall checks)
+  std::vector<ClientId> lingering_;     // half-closed or closing-after-flush clients (tick checks)
+  std::deque<ClientId> unauthenticated_;  // in connection order: the auth deadline check
+  std::vector<std::string> tokens_;
+  std::size_t nonempty_queues_ = 0;     // clients with queued output, for the fair share
+  std::string scratch_;                 // encoding space for frames that change framing
   Time now_{};
   Stats stats_;
 };

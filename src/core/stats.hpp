@@ -39,6 +39,10 @@ namespace sb::core {
     "Frames dropped, by reason")                                                                                 \
   X(dropped_slow_consumer, counter, "dropped_slow_consumer", "switchboard_frames_dropped_total",                  \
     "reason=\"slow_consumer\"", "Frames dropped, by reason")                                                     \
+  X(dropped_not_representable, counter, "dropped_not_representable", "switchboard_frames_dropped_total",          \
+    "reason=\"not_representable\"", "Frames dropped, by reason")                                                \
+  X(dropped_unauthenticated, counter, "dropped_unauthenticated", "switchboard_frames_dropped_total",              \
+    "reason=\"unauthenticated\"", "Frames dropped, by reason")                                                  \
   X(closed_peer, counter, "closed_peer", "switchboard_connections_closed_total", "reason=\"peer_closed\"",       \
     "Connections closed, by reason")                                                                             \
   X(closed_oversized, counter, "closed_oversized", "switchboard_connections_closed_total",                       \
@@ -49,6 +53,28 @@ namespace sb::core {
     "Connections closed, by reason")                                                                             \
   X(closed_shutdown, counter, "closed_shutdown", "switchboard_connections_closed_total", "reason=\"shutdown\"",   \
     "Connections closed, by reason")                                                                             \
+  X(closed_protocol_error, counter, "closed_protocol_error", "switchboard_connections_closed_total",              \
+    "reason=\"protocol_error\"", "Connections closed, by reason")                                               \
+  X(closed_unauthenticated, counter, "closed_unauthenticated", "switchboard_connections_closed_total",            \
+    "reason=\"unauthenticated\"", "Connections closed, by reason")                                              \
+  X(auth_failures, counter, "auth_failures", "switchboard_connections_closed_total", "reason=\"auth_failed\"",  \
+    "Connections closed, by reason")                                                                             \
+  X(upgrades, counter, "upgrades", "switchboard_hellos_total", "result=\"v2_welcome\"",                          \
+    "Hellos answered, by result")                                                                                \
+  X(hellos_v1, counter, "hellos_v1", "switchboard_hellos_total", "result=\"v1_ok\"", "Hellos answered, by result") \
+  X(hellos_rejected, counter, "hellos_rejected", "switchboard_hellos_total", "result=\"rejected\"",             \
+    "Hellos answered, by result")                                                                                \
+  X(pongs, counter, "pongs", "switchboard_pongs_total", "", "PINGs answered")                                     \
+  X(errors_sent, counter, "errors_sent", "switchboard_error_frames_total", "outcome=\"sent\"",                   \
+    "v2 ERROR frames, queued to their sender or dropped because its queue was over --max-pending")               \
+  X(errors_dropped, counter, "errors_dropped", "switchboard_error_frames_total", "outcome=\"dropped\"",           \
+    "v2 ERROR frames, queued to their sender or dropped because its queue was over --max-pending")               \
+  X(half_closed, counter, "half_closed", "switchboard_half_closed_total", "",                                     \
+    "Clients kept as destinations after they stopped sending (FIN), until their queue was delivered")            \
+  X(discarded_bytes, counter, "discarded_bytes", "switchboard_discarded_bytes_total", "",                         \
+    "Queued output thrown away because its client was closed before it was written")                            \
+  X(over_total_limit, counter, "over_total_limit", "switchboard_total_limit_actions_total", "",                   \
+    "Times the slow-consumer policy acted because --max-pending-total was reached")                             \
   X(sender_pauses, counter, "sender_pauses", "switchboard_sender_pauses_total", "",                               \
     "Times a sender was paused by backpressure")                                                                 \
   X(live_clients, gauge, "live", "switchboard_clients", "", "Clients connected now")                             \

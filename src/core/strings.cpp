@@ -30,8 +30,25 @@ std::string_view to_string(CloseReason r) noexcept {
     case CloseReason::slow_consumer: return "slow_consumer";
     case CloseReason::io_error: return "io_error";
     case CloseReason::shutdown: return "shutdown";
+    case CloseReason::protocol_error: return "protocol_error";
+    case CloseReason::unauthenticated: return "unauthenticated";
+    case CloseReason::auth_failed: return "auth_failed";
   }
   return "?";
+}
+
+StatId close_counter(CloseReason r) noexcept {
+  switch (r) {
+    case CloseReason::peer_closed: return StatId::closed_peer;
+    case CloseReason::oversized_frame: return StatId::closed_oversized;
+    case CloseReason::slow_consumer: return StatId::closed_slow_consumer;
+    case CloseReason::io_error: return StatId::closed_io_error;
+    case CloseReason::shutdown: return StatId::closed_shutdown;
+    case CloseReason::protocol_error: return StatId::closed_protocol_error;
+    case CloseReason::unauthenticated: return StatId::closed_unauthenticated;
+    case CloseReason::auth_failed: return StatId::auth_failures;
+  }
+  return StatId::closed_io_error;
 }
 
 std::string Stats::summary() const {

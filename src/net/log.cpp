@@ -19,4 +19,14 @@ void setup_logging(std::string_view level) {
   spdlog::set_default_logger(logger);
 }
 
+void log_always(std::string_view line) {
+  const auto logger = spdlog::default_logger();
+  // Straight to the sinks: the logger's own level would filter an info line.
+  const spdlog::details::log_msg msg{logger->name(), spdlog::level::info, spdlog::string_view_t{line.data(), line.size()}};
+  for (const auto& sink : logger->sinks()) {
+    if (sink->should_log(msg.level)) sink->log(msg);
+  }
+  logger->flush();
+}
+
 }  // namespace sb::net

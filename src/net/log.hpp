@@ -14,6 +14,10 @@ namespace sb::net {
 // StartupError for an unknown level name.
 void setup_logging(std::string_view level);
 
+// Writes `line` at info level whatever --log-level says: the counters on
+// SIGUSR1 and at stop are asked for explicitly, so they are always shown.
+void log_always(std::string_view line);
+
 // At most `per_second` lines in each one-second window; the lines it held
 // back are reported with the next one it lets through. One loop thread.
 class RateLimit {

@@ -3,6 +3,7 @@
 // loop owns its pool. Memory only: no sockets, no clocks.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -23,6 +24,7 @@ class BlockPool {
     if (free_.empty()) return std::make_unique_for_overwrite<char[]>(block_size_);
     auto block = std::move(free_.back());
     free_.pop_back();
+    low_water_ = std::min(low_water_, free_.size());
     return block;
   }
 
@@ -32,10 +34,22 @@ class BlockPool {
 
   std::size_t idle_blocks() const noexcept { return free_.size(); }
 
+  // Gives back the idle blocks nobody needed since the last call (the free
+  // list's low-water mark since then), so that a burst's surplus goes back
+  // to the allocator while a steady load keeps what it uses. Call it on a
+  // timer (about once a second). Returns the bytes released.
+  std::size_t trim() {
+    const std::size_t surplus = std::min(low_water_, free_.size());
+    free_.resize(free_.size() - surplus);
+    low_water_ = free_.size();
+    return surplus * block_size_;
+  }
+
  private:
   std::size_t block_size_;
   std::size_t max_free_;
   std::vector<std::unique_ptr<char[]>> free_;
+  std::size_t low_water_ = 0;  // fewest idle blocks since the last trim()
 };
 
 }  // namespace sb::protocol

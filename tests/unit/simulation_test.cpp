@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "core/config.hpp"
@@ -109,6 +110,22 @@ struct SimClient {
   std::unordered_map<std::uint32_t, std::uint32_t> received_from;
   std::unordered_map<std::uint32_t, std::uint32_t> dropped_from;  // slow-consumer drops, by sender
 };
+
+// The router's actions, flattened for comparison with the model's.
+struct SimAction {
+  enum class Kind { resume_reading, close };
+  Kind kind;
+  ClientId client;
+  CloseReason reason;
+};
+
+SimAction flatten(const Action& a) {
+  if (const auto* resume = std::get_if<sb::core::ResumeReading>(&a)) {
+    return {SimAction::Kind::resume_reading, resume->client, CloseReason::peer_closed};
+  }
+  const auto& close = std::get<sb::core::Close>(a);
+  return {SimAction::Kind::close, close.client, close.reason};
+}
 
 std::string hex8(std::uint32_t v) {
   char buf[9];
@@ -341,12 +358,14 @@ class Simulation {
         ASSERT_EQ(again.wire.data(), f.wire.data());
         ASSERT_EQ(again.wire.size(), f.wire.size());
       }
-      if (route(c, f) == RouteResult::paused) return;
+      const RouteResult res = route(c, f);
+      if (res == RouteResult::paused) return;
       if (testing::Test::HasFailure()) return;
       c.decoder->pop();
       c.in_decoder -= sb::protocol::kIdSize + f.wire.size();
       c.sent.pop_front();
       ASSERT_EQ(c.decoder->buffered(), c.in_decoder);
+      if (res == RouteResult::closing) return;  // the engine reads no further
     }
   }
 
@@ -364,10 +383,10 @@ class Simulation {
       expect = Expect::over_limit;
     }
 
-    const RouteResult res = router_.on_frame(ClientId{from.id}, f.destination, f.wire);
-    const std::vector<Action> actions = take_actions();
-    std::vector<Action> expected_actions;
-    RouteResult expected_res = RouteResult::delivered;
+    const RouteResult res = router_.on_frame(ClientId{from.id}, f);
+    const std::vector<SimAction> actions = take_actions();
+    std::vector<SimAction> expected_actions;
+    RouteResult expected_res = RouteResult::dropped;
     switch (expect) {
       case Expect::no_route:
         ++model_.dropped_no_route;
@@ -388,7 +407,9 @@ class Simulation {
           case SlowConsumerPolicy::disconnect:
             ++model_.dropped_slow_consumer;
             ++dest->dropped_from[from.id];
-            expected_actions.push_back({Action::Kind::close, f.destination, CloseReason::slow_consumer});
+            expected_actions.push_back({SimAction::Kind::close, f.destination, CloseReason::slow_consumer});
+            // A sender that closed itself by flooding its own queue is not read further.
+            if (to == from.id) expected_res = RouteResult::closing;
             break;
           case SlowConsumerPolicy::drop:
             ++model_.dropped_slow_consumer;
@@ -397,14 +418,15 @@ class Simulation {
         }
         break;
       case Expect::queued:
+        expected_res = RouteResult::queued;
         ++model_.frames_routed;
         model_.bytes_routed += f.wire.size();
         enqueue(*dest, std::string_view(f.wire.data(), f.wire.size()));
         break;
     }
     EXPECT_EQ(res, expected_res) << "frame " << from.id << " -> " << to << " (" << f.wire.size() << " bytes)";
+    expect_actions(actions, expected_actions, "on_frame");  // a close discards the queue: before the counters
     check_counters();
-    expect_actions(actions, expected_actions, "on_frame");
     if (testing::Test::HasFailure()) return res;
     EXPECT_EQ(router_.is_paused(ClientId{from.id}), from.paused);
     return res;
@@ -454,18 +476,20 @@ class Simulation {
       case CloseReason::slow_consumer: ++model_.closed_slow_consumer; break;
       case CloseReason::io_error: ++model_.closed_io_error; break;
       case CloseReason::shutdown: ++model_.closed_shutdown; break;
+      default: FAIL() << "the simulation closes only for the reasons above";
     }
     --model_.live_clients;
     model_.pending_bytes -= c.queue.size();
+    model_.discarded_bytes += c.queue.size();
     c.queue.clear();
     if (c.paused) {
       if (SimClient* d = find_live(c.paused_on)) std::erase(d->waiters, c.id);
     }
-    std::vector<Action> expected;
+    std::vector<SimAction> expected;
     for (std::uint32_t w : c.waiters) {
       const SimClient* s = find_live(w);
       if (s != nullptr && s->paused && s->paused_on == c.id) {
-        expected.push_back({Action::Kind::resume_reading, ClientId{w}, CloseReason::peer_closed});
+        expected.push_back({SimAction::Kind::resume_reading, ClientId{w}, CloseReason::peer_closed});
       }
     }
     c.waiters.clear();
@@ -482,10 +506,10 @@ class Simulation {
   void tick(Time now) {
     now_ = now;
     router_.on_tick(now);
-    const std::vector<Action> actions = take_actions();
-    for (const Action& a : actions) {
+    const std::vector<SimAction> actions = take_actions();
+    for (const SimAction& a : actions) {
       ASSERT_EQ(p_.policy, SlowConsumerPolicy::backpressure) << "a stall close without backpressure";
-      ASSERT_EQ(a.kind, Action::Kind::close);
+      ASSERT_EQ(a.kind, SimAction::Kind::close);
       ASSERT_EQ(a.reason, CloseReason::slow_consumer);
       SimClient* d = find_live(to_u32(a.client));
       ASSERT_NE(d, nullptr) << "close for a client that has left";
@@ -500,6 +524,7 @@ class Simulation {
       }
       ASSERT_TRUE(live_waiter) << "stall close of " << d->id << " with no live sender paused on it";
       d->closing = true;
+      discard_queue(*d);  // a requested close discards the queue at once
       tasks_.push_back({Task::Kind::close, d->id});
     }
     // Every destination that stalls with a paused sender must be closed.
@@ -542,14 +567,14 @@ class Simulation {
     router_.on_written(ClientId{c.id}, n);
     c.queue.erase(0, n);
     model_.pending_bytes -= n;
-    std::vector<Action> expected;
+    std::vector<SimAction> expected;
     if (n > 0) {
       c.last_progress = now_;
       if (!c.waiters.empty() && c.queue.size() <= kMaxPending / 2) {
         for (std::uint32_t w : c.waiters) {
           const SimClient* s = find_live(w);
           if (s != nullptr && s->paused && s->paused_on == c.id) {
-            expected.push_back({Action::Kind::resume_reading, ClientId{w}, CloseReason::peer_closed});
+            expected.push_back({SimAction::Kind::resume_reading, ClientId{w}, CloseReason::peer_closed});
           }
         }
         c.waiters.clear();
@@ -648,31 +673,33 @@ class Simulation {
     }
   }
 
-  std::vector<Action> take_actions() {
-    std::vector<Action> out(router_.actions().begin(), router_.actions().end());
+  std::vector<SimAction> take_actions() {
+    std::vector<SimAction> out;
+    for (const Action& a : router_.actions()) out.push_back(flatten(a));
     router_.clear_actions();
     return out;
   }
 
   // Compares actions to the model's and schedules them. No action may name a
   // client that has left.
-  void expect_actions(const std::vector<Action>& actual, const std::vector<Action>& expected, const char* call) {
-    const std::vector<Action>& kept = actual;
-    for (const Action& a : kept) {
+  void expect_actions(const std::vector<SimAction>& actual, const std::vector<SimAction>& expected, const char* call) {
+    const std::vector<SimAction>& kept = actual;
+    for (const SimAction& a : kept) {
       ASSERT_NE(find_live(to_u32(a.client)), nullptr) << "action for a client that has left, after " << call;
     }
     ASSERT_EQ(kept.size(), expected.size()) << "actions after " << call;
     for (std::size_t i = 0; i < kept.size(); ++i) {
       ASSERT_EQ(kept[i].kind, expected[i].kind) << "action " << i << " after " << call;
       ASSERT_EQ(kept[i].client, expected[i].client) << "action " << i << " after " << call;
-      if (kept[i].kind == Action::Kind::close) {
+      if (kept[i].kind == SimAction::Kind::close) {
         ASSERT_EQ(kept[i].reason, expected[i].reason);
       }
     }
-    for (const Action& a : kept) {
+    for (const SimAction& a : kept) {
       SimClient& c = *find_live(to_u32(a.client));
-      if (a.kind == Action::Kind::close) {
+      if (a.kind == SimAction::Kind::close) {
         c.closing = true;
+        discard_queue(c);  // a requested close discards the queue at once
         tasks_.push_back({Task::Kind::close, c.id});
       } else {
         c.paused = false;
@@ -681,8 +708,15 @@ class Simulation {
     }
   }
 
+  void discard_queue(SimClient& c) {
+    model_.pending_bytes -= c.queue.size();
+    model_.discarded_bytes += c.queue.size();
+    c.queue.clear();
+  }
+
   void check_counters() {
     const Stats& s = router_.stats();
+    ASSERT_EQ(s.discarded_bytes, model_.discarded_bytes);
     ASSERT_EQ(s.connections_accepted, model_.connections_accepted);
     ASSERT_EQ(s.connections_closed, model_.connections_closed);
     ASSERT_EQ(s.frames_routed, model_.frames_routed);

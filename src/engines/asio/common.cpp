@@ -37,23 +37,7 @@ net::Fd open_spare() {
 
 void AtomicStats::closed(core::CloseReason reason) noexcept {
   bump(core::StatId::connections_closed);
-  switch (reason) {
-    case core::CloseReason::peer_closed:
-      bump(core::StatId::closed_peer);
-      break;
-    case core::CloseReason::oversized_frame:
-      bump(core::StatId::closed_oversized);
-      break;
-    case core::CloseReason::slow_consumer:
-      bump(core::StatId::closed_slow_consumer);
-      break;
-    case core::CloseReason::io_error:
-      bump(core::StatId::closed_io_error);
-      break;
-    case core::CloseReason::shutdown:
-      bump(core::StatId::closed_shutdown);
-      break;
-  }
+  bump(core::close_counter(reason));
 }
 
 void AtomicStats::add_pending(std::size_t n) noexcept {

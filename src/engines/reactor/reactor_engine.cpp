@@ -1,6 +1,7 @@
 #include "engines/reactor/reactor_engine.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -8,11 +9,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cassert>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <variant>
 
 #include "net/socket.hpp"
 
@@ -23,10 +28,22 @@ namespace {
 constexpr std::size_t kReadBlock = 64 * 1024;     // one read brings at most this much
 constexpr std::size_t kMinReadSpace = 16 * 1024;  // compact or grow below this
 constexpr std::size_t kReadPoolIdle = 256;        // 16 MiB of idle read blocks at most
+// A turn reads at most about this much in all: when more sockets are ready
+// than that covers at 64 KiB each, each gets an equal share (at least
+// kMinReadShare). Hundreds of floods then cost a few milliseconds a turn,
+// and the listener, new clients' greetings and everyone else's writes come
+// around within milliseconds (level-triggered epoll reports the unread rest
+// again next turn, after the sockets it has not reported yet).
+constexpr std::size_t kTurnReadBudget = 4 * 1024 * 1024;
+constexpr std::size_t kMinReadShare = 4 * 1024;
 constexpr int kMaxEvents = 1024;
 constexpr int kAcceptBatch = 256;  // accepts per turn, so a connection storm cannot starve reads
 constexpr std::size_t kMaxIov = 64;
-constexpr int kTickMs = 250;  // stall checks and drain deadline granularity
+constexpr int kTickMs = 250;  // stall checks, deadlines and memory trimming granularity
+constexpr auto kTrimInterval = std::chrono::seconds{1};
+// Free heap above this is handed back to the kernel (malloc_trim): a burst
+// must not become the server's permanent size.
+constexpr std::size_t kTrimSlack = 16 * 1024 * 1024;
 
 // epoll user data: fds for connections, these two for the rest.
 constexpr std::uint64_t kListenerToken = ~std::uint64_t{0};
@@ -44,6 +61,7 @@ struct ReactorEngine::Connection {
   bool registered = false;
   bool want_write = false;     // bytes remain after a flush: EPOLLOUT armed
   bool paused = false;         // backpressure: not reading until resumed
+  bool read_closed = false;    // FIN seen, or the router said to stop reading it: never read again
   bool closing = false;
   core::CloseReason reason = core::CloseReason::peer_closed;
 };
@@ -68,12 +86,15 @@ int ReactorEngine::run() {
 
 void ReactorEngine::setup() {
   net::ignore_sigpipe();
-  // Take signals as events of the loop rather than as interruptions.
+  // Take signals as events of the loop rather than as interruptions. They
+  // are blocked before the listener exists, so that none sent once the
+  // "listening" line is out can take the default action (death).
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGUSR1);  // log the counters, keep running
+  sigaddset(&mask, SIGHUP);   // re-read what can be re-read (the auth tokens)
   ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signals_ = net::Fd{::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)};
   epoll_ = net::Fd{::epoll_create1(EPOLL_CLOEXEC)};
@@ -81,22 +102,61 @@ void ReactorEngine::setup() {
   if (!signals_ || !epoll_ || !spare_) {
     throw net::StartupError(std::string("cannot set up the event loop: ") + std::strerror(errno));
   }
+  if (options_.router.auth_required) load_tokens(true);
   listener_ = net::listen_tcp(options_.listen);
 
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kListenerToken;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &ev);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &ev) != 0) {
+    throw net::StartupError(std::string("cannot watch the listener: ") + std::strerror(errno));
+  }
   ev.data.u64 = kSignalToken;
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) {
+    throw net::StartupError(std::string("cannot watch signals: ") + std::strerror(errno));
+  }
 
   router_.on_tick(now());
+  next_trim_ = now() + kTrimInterval;
   net::Endpoint bound = options_.listen;
   bound.port = net::local_port(listener_.get());
-  spdlog::info("reactor: listening on {} (max {} connections, policy {}, max-pending {} bytes)",
+  spdlog::info("reactor: listening on {} (max {} connections, policy {}, max-pending {} bytes, "
+               "max-pending-total {} bytes{})",
                bound.to_string(), max_conns_, core::to_string(options_.router.policy),
-               options_.router.max_pending);
+               options_.router.max_pending, options_.router.max_pending_total,
+               options_.router.auth_required ? ", tokens required" : "");
   if (options_.on_listening) options_.on_listening(bound);
+}
+
+// Reads --auth-token-file. At start a missing or empty file is a start-up
+// error; on SIGHUP the old list stays and the failure is logged. Tokens are
+// secrets: no line here ever shows one.
+void ReactorEngine::load_tokens(bool at_start) {
+  std::ifstream in(options_.auth_token_file, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) {
+    const std::string why = "cannot read --auth-token-file " + options_.auth_token_file + ": " +
+                            std::strerror(errno);
+    if (at_start) throw net::StartupError(why);
+    spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
+    return;
+  }
+  core::TokenList list = core::parse_token_file(text.str());
+  if (list.tokens.empty()) {
+    const std::string why = "--auth-token-file " + options_.auth_token_file + " lists no valid token";
+    if (at_start) throw net::StartupError(why);
+    spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
+    return;
+  }
+  if (list.rejected > 0) {
+    spdlog::warn("--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
+                 "ignored",
+                 options_.auth_token_file, list.rejected);
+  }
+  const std::size_t count = list.tokens.size();
+  router_.set_tokens(std::move(list.tokens));
+  if (!at_start) spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", options_.auth_token_file, count);
 }
 
 void ReactorEngine::loop() {
@@ -107,28 +167,40 @@ void ReactorEngine::loop() {
       spdlog::error("reactor: epoll_wait failed: {}; stopping", std::strerror(errno));
       break;
     }
-    router_.on_tick(now());
+    const core::Time turn_start = now();
+    router_.on_tick(turn_start);
+    // New clients first: they are greeted in this turn's flush whatever
+    // else is ready.
+    std::size_t readable = 0;
     for (int i = 0; i < n; ++i) {
       const epoll_event& ev = events[static_cast<std::size_t>(i)];
       if (ev.data.u64 == kListenerToken) {
         on_accept();
-        continue;
-      }
-      if (ev.data.u64 == kSignalToken) {
+      } else if (ev.data.u64 == kSignalToken) {
         on_signal();
-        continue;
+      } else if ((ev.events & EPOLLIN) != 0) {
+        ++readable;
       }
-      Connection* c = conns_[ev.data.u64].get();
+    }
+    const std::size_t share =
+        readable == 0 ? kReadBlock : std::clamp(kTurnReadBudget / readable, kMinReadShare, kReadBlock);
+    for (int i = 0; i < n; ++i) {
+      const epoll_event& ev = events[static_cast<std::size_t>(i)];
+      if (ev.data.u64 == kListenerToken || ev.data.u64 == kSignalToken) continue;
+      Connection* c = ev.data.u64 < conns_.size() ? conns_[ev.data.u64].get() : nullptr;
       if (c == nullptr || c->closing) continue;
-      if ((ev.events & EPOLLIN) != 0 && !c->paused && !draining_) on_readable(*c);
+      if ((ev.events & EPOLLIN) != 0 && !c->paused && !c->read_closed && !draining_) on_readable(*c, share);
       if (c->closing) continue;
       if ((ev.events & EPOLLOUT) != 0) flush(*c);
       if ((ev.events & (EPOLLERR | EPOLLHUP)) != 0 && !c->closing) {
         // Readable data is read first (above); a hang-up without it is the end.
-        if ((ev.events & EPOLLIN) == 0 || draining_ || c->paused) mark_closing(*c, core::CloseReason::peer_closed);
+        if ((ev.events & EPOLLIN) == 0 || draining_ || c->paused || c->read_closed) {
+          mark_closing(*c, core::CloseReason::peer_closed);
+        }
       }
     }
     finish_turn();
+    if (turn_start >= next_trim_) give_memory_back();
     if (draining_ && (router_.stats().pending_bytes == 0 || now() >= drain_deadline_)) stop_ = true;
   }
   const std::size_t abandoned = router_.stats().pending_bytes;
@@ -143,7 +215,15 @@ void ReactorEngine::on_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
     if (info.ssi_signo == SIGUSR1) {
-      spdlog::info("stats: {}", router_.stats().summary());
+      net::log_always("stats: " + router_.stats().summary());
+      continue;
+    }
+    if (info.ssi_signo == SIGHUP) {
+      if (options_.router.auth_required) {
+        load_tokens(false);
+      } else {
+        spdlog::info("SIGHUP: nothing to reload (no --auth-token-file)");
+      }
       continue;
     }
     if (draining_) {
@@ -154,6 +234,7 @@ void ReactorEngine::on_signal() {
     spdlog::info("reactor: signal {}: no longer accepting or reading; draining queued output for up to {} ms",
                  info.ssi_signo, options_.drain_timeout.count());
     draining_ = true;
+    if (options_.on_draining) options_.on_draining();
     drain_deadline_ = now() + options_.drain_timeout;
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
     listener_.reset();
@@ -214,14 +295,19 @@ void ReactorEngine::reject(net::Fd fd, const char* why) {
   }
 }
 
-void ReactorEngine::on_readable(Connection& c) {
+void ReactorEngine::on_readable(Connection& c, std::size_t budget) {
   const std::span<char> space = c.decoder.prepare(kMinReadSpace);
-  const ssize_t n = ::read(c.fd.get(), space.data(), std::min(space.size(), kReadBlock));
+  const ssize_t n = ::read(c.fd.get(), space.data(), std::min(space.size(), budget));
   if (n > 0) {
     c.decoder.commit(static_cast<std::size_t>(n));
     decode(c);
   } else if (n == 0) {
-    mark_closing(c, core::CloseReason::peer_closed);
+    // FIN: the client sends nothing more but may still read (TCP
+    // half-close). Frames already buffered were routed above; the router
+    // keeps delivering to it until its queue is written.
+    c.read_closed = true;
+    update_interest(c);
+    router_.on_read_closed(c.id);
   } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
     mark_closing(c, errno == ECONNRESET ? core::CloseReason::peer_closed : core::CloseReason::io_error);
   }
@@ -233,21 +319,42 @@ void ReactorEngine::decode(Connection& c) {
   while (!c.closing) {
     const protocol::DecodeStatus status = c.decoder.peek(frame);
     if (status == protocol::DecodeStatus::need_more) return;
-    if (status == protocol::DecodeStatus::too_large) {
+    if (status == protocol::DecodeStatus::too_large || status == protocol::DecodeStatus::bad_frame) {
       std::uint64_t suppressed = 0;
       if (policy_log_.allow(suppressed)) {
-        spdlog::warn("client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
-                     to_u32(c.id), net::peer_name(c.fd.get()), options_.max_frame, suppressed);
+        if (status == protocol::DecodeStatus::too_large) {
+          spdlog::warn("client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
+                       to_u32(c.id), net::peer_name(c.fd.get()), options_.max_frame, suppressed);
+        } else {
+          spdlog::warn("client {} ({}) sent a malformed v2 frame ({}): disconnected ({} lines suppressed)",
+                       to_u32(c.id), net::peer_name(c.fd.get()), c.decoder.error_detail(), suppressed);
+        }
       }
-      mark_closing(c, core::CloseReason::oversized_frame);
-      return;
-    }
-    if (router_.on_frame(c.id, frame.destination, frame.wire) == core::RouteResult::paused) {
-      c.paused = true;
+      router_.on_decode_error(c.id, status, c.decoder.error_detail());
+      c.read_closed = true;  // whatever follows is not read: the router closes it after its ERROR
       update_interest(c);
       return;
     }
-    c.decoder.pop();
+    switch (router_.on_frame(c.id, frame)) {
+      case core::RouteResult::queued:
+      case core::RouteResult::dropped:
+      case core::RouteResult::handled:
+        c.decoder.pop();
+        break;
+      case core::RouteResult::upgraded:
+        c.decoder.pop();
+        c.decoder.upgrade();
+        break;
+      case core::RouteResult::paused:
+        c.paused = true;
+        update_interest(c);
+        return;
+      case core::RouteResult::closing:
+        c.decoder.pop();
+        c.read_closed = true;  // the router closes it once its reply is written
+        update_interest(c);
+        return;
+    }
   }
 }
 
@@ -283,19 +390,23 @@ void ReactorEngine::flush(Connection& c) {
 void ReactorEngine::finish_turn() {
   // Resuming a paused sender routes more frames, which dirties more clients,
   // whose writes may resume more senders: go on until nothing is left to do.
+  // Destroying clients resumes the senders that waited on them, so that too
+  // goes round again. Iterative: a long chain costs turns of this loop, not
+  // stack.
   for (;;) {
     carry_out_actions();
-    if (router_.dirty().empty()) break;
-    for (ClientId id : router_.dirty()) {
-      Connection* c = by_id(id);
-      if (c != nullptr && !c->closing) flush(*c);
+    if (!router_.dirty().empty()) {
+      for (ClientId id : router_.dirty()) {
+        Connection* c = by_id(id);
+        if (c != nullptr && !c->closing) flush(*c);
+      }
+      router_.clear_dirty();
+      continue;
     }
-    router_.clear_dirty();
+    if (closing_.empty()) break;
+    for (int fd : closing_) destroy(*conns_[static_cast<std::size_t>(fd)]);
+    closing_.clear();
   }
-  for (int fd : closing_) destroy(*conns_[static_cast<std::size_t>(fd)]);
-  closing_.clear();
-  // Destroying clients resumes the senders that waited on them.
-  if (!router_.actions().empty()) finish_turn();
   log_policy_counts();
 }
 
@@ -306,13 +417,22 @@ void ReactorEngine::log_policy_counts() {
   const core::Stats& now = router_.stats();
   const std::uint64_t no_route = now.dropped_no_route - logged_.dropped_no_route;
   const std::uint64_t slow = now.dropped_slow_consumer - logged_.dropped_slow_consumer;
+  const std::uint64_t other = (now.dropped_not_representable - logged_.dropped_not_representable) +
+                              (now.dropped_unauthenticated - logged_.dropped_unauthenticated);
   const std::uint64_t pauses = now.sender_pauses - logged_.sender_pauses;
-  if (no_route + slow + pauses == 0) return;
+  const std::uint64_t capped = now.over_total_limit - logged_.over_total_limit;
+  if (no_route + slow + other + pauses + capped == 0) return;
   std::uint64_t suppressed = 0;
   if (!counts_log_.allow(suppressed)) return;
-  if (no_route + slow > 0) {
-    spdlog::warn("dropped {} frames for unknown or departed clients and {} for slow consumers (policy {})",
-                 no_route, slow, core::to_string(options_.router.policy));
+  if (no_route + slow + other > 0) {
+    spdlog::warn("dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
+                 "unauthenticated or not representable in v1",
+                 no_route, slow, core::to_string(options_.router.policy), other);
+  }
+  if (capped > 0) {
+    spdlog::warn("--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
+                 "queues",
+                 options_.router.max_pending_total, capped);
   }
   if (pauses > 0) {
     spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);
@@ -325,22 +445,28 @@ void ReactorEngine::carry_out_actions() {
   while (!router_.actions().empty()) {
     actions_.assign(router_.actions().begin(), router_.actions().end());
     router_.clear_actions();
-    for (const core::Action& a : actions_) {
-      Connection* c = by_id(a.client);
-      if (c == nullptr || c->closing) continue;
-      if (a.kind == core::Action::Kind::close) {
-        std::uint64_t suppressed = 0;
-        if (policy_log_.allow(suppressed)) {
-          spdlog::warn("client {} ({}) closed as a slow consumer: {} bytes queued ({} lines suppressed)",
-                       to_u32(c->id), net::peer_name(c->fd.get()), router_.pending_bytes(c->id), suppressed);
+    for (const core::Action& action : actions_) {
+      if (const auto* close = std::get_if<core::Close>(&action)) {
+        Connection* c = by_id(close->client);
+        if (c == nullptr || c->closing) continue;
+        if (close->reason == core::CloseReason::slow_consumer) {
+          std::uint64_t suppressed = 0;
+          if (policy_log_.allow(suppressed)) {
+            spdlog::warn("client {} ({}) closed as a slow consumer (policy {}) ({} lines suppressed)",
+                         to_u32(c->id), net::peer_name(c->fd.get()), core::to_string(options_.router.policy),
+                         suppressed);
+          }
         }
-        mark_closing(*c, a.reason);
-      } else if (c->paused) {
-        c->paused = false;
-        if (!draining_) decode(*c);
-        if (!c->paused) update_interest(*c);
-        c->decoder.release_if_empty();
+        mark_closing(*c, close->reason);
+        continue;
       }
+      const auto& resume = std::get<core::ResumeReading>(action);
+      Connection* c = by_id(resume.client);
+      if (c == nullptr || c->closing || !c->paused) continue;
+      c->paused = false;
+      if (!draining_) decode(*c);
+      if (!c->paused) update_interest(*c);
+      c->decoder.release_if_empty();
     }
   }
 }
@@ -363,15 +489,33 @@ void ReactorEngine::destroy(Connection& c) {
 
 void ReactorEngine::update_interest(Connection& c) {
   std::uint32_t want = 0;
-  if (!c.paused && !draining_) want |= EPOLLIN;
+  if (!c.paused && !c.read_closed && !draining_) want |= EPOLLIN;
   if (c.want_write) want |= EPOLLOUT;
   if (c.registered && want == c.interest) return;
   epoll_event ev{};
   ev.events = want;
   ev.data.u64 = static_cast<std::uint64_t>(c.fd.get());
-  ::epoll_ctl(epoll_.get(), c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd.get(), &ev);
+  if (::epoll_ctl(epoll_.get(), c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd.get(), &ev) != 0) {
+    // Only ENOMEM/ENOSPC can get here for a valid fd: the kernel cannot
+    // watch this client, so it cannot be served.
+    spdlog::warn("client {}: epoll_ctl failed: {}; closing it", to_u32(c.id), std::strerror(errno));
+    mark_closing(c, core::CloseReason::io_error);
+    return;
+  }
   c.registered = true;
   c.interest = want;
+}
+
+// A burst must not become the server's permanent size: idle pool blocks
+// nobody needed for a second go back, and free heap the allocator keeps
+// (glibc returns only the top of its heap by itself) is handed back with
+// malloc_trim.
+void ReactorEngine::give_memory_back() {
+  next_trim_ = now() + kTrimInterval;
+  read_pool_.trim();
+  router_.out_pool().trim();
+  const struct mallinfo2 heap = ::mallinfo2();
+  if (heap.fordblks > kTrimSlack) ::malloc_trim(0);
 }
 
 ReactorEngine::Connection* ReactorEngine::by_id(ClientId id) noexcept {

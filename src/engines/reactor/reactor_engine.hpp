@@ -1,13 +1,14 @@
 // The default engine: the article's hand-rolled reactor, built for speed.
 //
 // One thread owns everything: an epoll set, the listener, every connection
-// and the core::Router. Each loop turn reads (up to 64 KiB per ready socket,
-// level-triggered so every socket gets its turn), decodes every complete
-// frame and hands it to the router, which copies it into the destination's
-// queue and marks the destination dirty. Before sleeping again the loop
-// writes every dirty client with one writev and arms EPOLLOUT only for those
-// it could not finish. Connections that must close are marked and destroyed
-// after the batch, never in the middle of it.
+// and the core::Router. Each loop turn accepts, then reads (level-triggered,
+// so every socket gets its turn; at most 64 KiB per socket, less when many
+// are ready, so that a turn stays short however many clients flood it),
+// decodes every complete frame and hands it to the router, which copies it
+// into the destination's queue and marks the destination dirty. Before
+// sleeping again the loop writes every dirty client with one writev and
+// arms EPOLLOUT only for those it could not finish. Connections that must
+// close are marked and destroyed after the batch, never in the middle of it.
 //
 // Thread: run() is called once, from one thread, and all state belongs to it.
 #pragma once
@@ -41,7 +42,8 @@ class ReactorEngine final : public Engine {
   void on_accept();
   void reject(net::Fd fd, const char* why);
   void on_signal();
-  void on_readable(Connection& c);
+  void load_tokens(bool at_start);
+  void on_readable(Connection& c, std::size_t budget);
   void decode(Connection& c);
   void flush(Connection& c);
   void finish_turn();
@@ -49,6 +51,8 @@ class ReactorEngine final : public Engine {
   void mark_closing(Connection& c, core::CloseReason reason);
   void destroy(Connection& c);
   void update_interest(Connection& c);
+  void give_memory_back();
+  void log_policy_counts();
   Connection* by_id(ClientId id) noexcept;
   core::Time now() const noexcept;
 
@@ -66,7 +70,7 @@ class ReactorEngine final : public Engine {
   bool draining_ = false;
   bool stop_ = false;
   core::Time drain_deadline_{};
-  void log_policy_counts();
+  core::Time next_trim_{};
 
   net::RateLimit reject_log_;
   net::RateLimit policy_log_;

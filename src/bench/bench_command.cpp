@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +28,7 @@ namespace {
 struct Flags {
   std::vector<std::string> targets = {"reactor"};
   std::vector<std::string> scenarios = {"throughput"};
+  std::vector<std::string> protocols = {"v1"};
   std::uint32_t pairs = 16;
   std::size_t size = 64;
   std::uint32_t window = 256;
@@ -84,6 +86,30 @@ BenchOptions to_options(const Flags& f) {
     bad_flag(e.what());
   }
   if (o.targets.empty()) bad_flag("--target: give at least one target");
+  // --protocol v1,v2: each switchboard target is measured once per protocol,
+  // v2 rows labelled "<target> v2"; NATS and Redis once.
+  std::vector<int> versions;
+  for (const std::string& p : f.protocols) {
+    if (p != "v1" && p != "v2") bad_flag(fmt::format("--protocol: '{}' is not v1 or v2", p));
+    const int v = p == "v1" ? 1 : 2;
+    if (std::find(versions.begin(), versions.end(), v) == versions.end()) versions.push_back(v);
+  }
+  if (versions.empty()) bad_flag("--protocol: give v1, v2 or both");
+  std::vector<TargetSpec> expanded;
+  for (const TargetSpec& t : o.targets) {
+    const bool switchboard = t.kind == TargetKind::engine || t.kind == TargetKind::address;
+    if (!switchboard) {
+      expanded.push_back(t);
+      continue;
+    }
+    for (const int v : versions) {
+      TargetSpec copy = t;
+      copy.version = v;
+      if (v == 2) copy.label += " v2";
+      expanded.push_back(std::move(copy));
+    }
+  }
+  o.targets = std::move(expanded);
   if (o.scenarios.empty()) bad_flag("--scenario: give at least one scenario");
   if (f.pairs < 1) bad_flag("--pairs must be at least 1");
   if (f.size < kMinPayloadSize || f.size > kMaxPayloadSize) {
@@ -214,6 +240,11 @@ void add_bench_command(CLI::App& app) {
                       "comma-separated")
           ->delimiter(',')
           ->capture_default_str();
+  cmd->add_option("--protocol", flags->protocols,
+                  "Switchboard targets: the protocol the clients speak, v1, v2 or v1,v2 (each measured; v2 "
+                  "checks every message's source too)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--pairs", flags->pairs, "Sender->receiver pairs (one stream each)")->capture_default_str();
   cmd->add_option("--size", flags->size, "Payload bytes per message")->capture_default_str();
   cmd->add_option("--window", flags->window, "Most messages in flight per pair")->capture_default_str();

@@ -31,7 +31,9 @@
 
 namespace sb::bench {
 
-enum class PeerProtocol { switchboard, nats, redis };
+// switchboard_v2: the client upgrades with a hello (DESIGN.md 1b) and then
+// sends SEND frames and reads DELIVER frames, whose source the bench checks.
+enum class PeerProtocol { switchboard, switchboard_v2, nats, redis };
 
 // What a sender writes around each payload to reach one destination.
 struct Envelope {
@@ -40,6 +42,9 @@ struct Envelope {
 };
 
 Envelope switchboard_envelope(std::uint32_t destination_id);
+Envelope switchboard_v2_envelope(std::uint32_t destination_id, std::size_t payload_size);
+// The v1 frame that asks for v2: [0xFFFFFFFF]switchboard/2 nonce=<nonce>[NUL].
+std::string switchboard_v2_hello(std::string_view nonce);
 Envelope nats_envelope(std::string_view subject, std::size_t payload_size);
 Envelope redis_envelope(std::string_view channel, std::size_t payload_size);
 
@@ -74,6 +79,74 @@ class SwitchboardParser {
 
  private:
   bool greeted_ = false;
+};
+
+// v2 after the hello: v1 deliveries until the welcome that carries this
+// connection's nonce, then [u32 L][u8 type][body] frames. Sink extras:
+//   on_delivery(std::uint32_t source, std::string_view payload)   a DELIVER
+//   on_ready()                                                     the welcome
+class SwitchboardV2Parser {
+ public:
+  void set_nonce(std::string nonce) {
+    welcome_ = "switchboard/2 ok nonce=" + nonce + " ";
+    nonce_ = std::move(nonce);
+  }
+  const std::string& nonce() const noexcept { return nonce_; }
+
+  template <class Sink>
+  std::size_t parse(std::string_view in, Sink& sink) {
+    std::size_t pos = 0;
+    if (!greeted_) {
+      if (in.size() < protocol::kIdSize) return 0;
+      sink.on_greeting(protocol::load_be32(in.data()));
+      greeted_ = true;
+      pos = protocol::kIdSize;
+    }
+    while (!welcomed_ && pos < in.size()) {
+      const void* nul = std::memchr(in.data() + pos, 0, in.size() - pos);
+      if (nul == nullptr) return pos;
+      const std::size_t end = static_cast<std::size_t>(static_cast<const char*>(nul) - in.data());
+      const std::string_view text = in.substr(pos, end - pos);
+      pos = end + 1;
+      if (text.starts_with(welcome_)) {
+        welcomed_ = true;
+        sink.on_ready();
+      } else if (text.starts_with("switchboard/2 error")) {
+        sink.on_protocol_error(std::string("the server refused the v2 hello: ") + std::string(text));
+        return pos;
+      } else {
+        sink.on_message(text);  // a v1 delivery from before the upgrade
+      }
+    }
+    while (welcomed_ && in.size() - pos >= 4) {
+      const std::uint32_t length = protocol::load_be32(in.data() + pos);
+      if (length == 0) {
+        sink.on_protocol_error("v2 frame with L = 0 from the server");
+        return pos;
+      }
+      if (in.size() - pos - 4 < length) break;
+      const auto type = static_cast<unsigned char>(in[pos + 4]);
+      const std::string_view body = in.substr(pos + 5, length - 1);
+      if (type == 0x81 && body.size() >= 4) {
+        sink.on_delivery(protocol::load_be32(body.data()), body.substr(4));
+      } else if (type == 0x83 && body.size() >= 5) {
+        sink.on_server_error("ERROR " + std::to_string(static_cast<unsigned char>(body[0])) + " subject " +
+                             std::to_string(protocol::load_be32(body.data() + 1)) + ": " +
+                             std::string(body.substr(5)));
+      } else if (type != 0x82) {
+        sink.on_protocol_error("unexpected v2 frame from the server");
+        return pos;
+      }
+      pos += 4 + length;
+    }
+    return pos;
+  }
+
+ private:
+  std::string nonce_;
+  std::string welcome_;
+  bool greeted_ = false;
+  bool welcomed_ = false;
 };
 
 namespace detail {

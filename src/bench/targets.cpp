@@ -65,7 +65,7 @@ PeerProtocol TargetSpec::protocol() const noexcept {
     case TargetKind::address:
       break;
   }
-  return PeerProtocol::switchboard;
+  return version == 2 ? PeerProtocol::switchboard_v2 : PeerProtocol::switchboard;
 }
 
 std::vector<TargetSpec> parse_targets(const std::vector<std::string>& words) {

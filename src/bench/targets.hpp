@@ -23,6 +23,7 @@ struct TargetSpec {
   TargetKind kind = TargetKind::engine;
   std::string engine;     // kind == engine
   net::Endpoint address;  // kind == address
+  int version = 1;        // switchboard targets: the protocol the bench's clients speak (--protocol)
   PeerProtocol protocol() const noexcept;
 };
 

@@ -94,6 +94,7 @@ struct Worker::Conn {
   std::size_t out_head = 0;
   std::string pending;  // an incomplete message carried over to the next read
   SwitchboardParser switchboard;
+  SwitchboardV2Parser switchboard_v2;
   NatsParser nats;
   RespParser resp;
 };
@@ -121,7 +122,8 @@ struct Worker::Sink {
   bool failed = false;
 
   void on_greeting(std::uint32_t id) { w.on_greeting(conn, id); }
-  void on_message(std::string_view payload) { w.on_message(conn, payload, now); }
+  void on_message(std::string_view payload) { w.on_message(conn, payload, now, std::nullopt); }
+  void on_delivery(std::uint32_t source, std::string_view payload) { w.on_message(conn, payload, now, source); }
   void on_ready() { w.on_ready(conn); }
   void on_ping() { w.on_ping(conn); }
   void on_publish_reply(std::int64_t receivers) {
@@ -224,6 +226,9 @@ bool Worker::setup() {
       case PeerProtocol::switchboard:
         s.envelope = switchboard_envelope(clients_[s.plan.to].server_id);
         break;
+      case PeerProtocol::switchboard_v2:
+        s.envelope = switchboard_v2_envelope(clients_[s.plan.to].server_id, plan_.payload_size);
+        break;
       case PeerProtocol::nats:
         s.envelope = nats_envelope(client_subject(global_to), plan_.payload_size);
         break;
@@ -267,6 +272,12 @@ void Worker::open_connection(std::uint32_t client, bool publisher) {
   switch (plan_.protocol) {
     case PeerProtocol::switchboard:
       break;  // the server speaks first: the ID
+    case PeerProtocol::switchboard_v2:
+      // The hello goes after the ID (on_greeting); the nonce only has to
+      // differ from any payload a client could have been sent before it.
+      c.switchboard_v2.set_nonce(fmt::format("{:016x}", (std::uint64_t{plan_.first_client + client} << 20) ^
+                                                            static_cast<std::uint64_t>(now_ns())));
+      break;
     case PeerProtocol::nats:
       queue(index, nats_handshake(subject));
       break;
@@ -570,6 +581,9 @@ std::size_t Worker::parse(std::uint32_t conn, std::string_view bytes, std::int64
     case PeerProtocol::switchboard:
       used = c.switchboard.parse(bytes, sink);
       break;
+    case PeerProtocol::switchboard_v2:
+      used = c.switchboard_v2.parse(bytes, sink);
+      break;
     case PeerProtocol::nats:
       used = c.nats.parse(bytes, sink);
       break;
@@ -639,6 +653,11 @@ void Worker::finish() {
 
 void Worker::on_greeting(std::uint32_t conn, std::uint32_t id) {
   clients_[conns_[conn].client].server_id = id;
+  if (plan_.protocol == PeerProtocol::switchboard_v2) {
+    const std::string hello = switchboard_v2_hello(conns_[conn].switchboard_v2.nonce());
+    queue(conn, hello);  // ready once the welcome arrives
+    return;
+  }
   on_ready(conn);
 }
 
@@ -654,7 +673,8 @@ void Worker::on_ping(std::uint32_t conn) {
   queue(conn, kNatsPong);
 }
 
-void Worker::on_message(std::uint32_t conn, std::string_view payload, std::int64_t now) {
+void Worker::on_message(std::uint32_t conn, std::string_view payload, std::int64_t now,
+                        std::optional<std::uint32_t> source) {
   const Conn& c = conns_[conn];
   if (c.publisher) {  // a PUBLISH connection never subscribed: the server broke protocol
     ++result_.protocol_errors;
@@ -663,6 +683,17 @@ void Worker::on_message(std::uint32_t conn, std::string_view payload, std::int64
   }
   const auto outcome = verifier_.on_payload(payload, c.client);
   if (!outcome.delivered()) return;
+  if (plan_.protocol == PeerProtocol::switchboard_v2) {
+    // v2: the DELIVER names its sender, which must be the stream's sender.
+    const Stream& s = streams_[outcome.header.stream - plan_.first_stream];
+    if (!source || *source != clients_[s.plan.from].server_id) {
+      ++result_.protocol_errors;
+      note_error(source ? fmt::format("DELIVER from {} for a stream sent by {}", *source,
+                                      clients_[s.plan.from].server_id)
+                        : std::string("a message without its source after the upgrade"));
+      return;
+    }
+  }
   // The flood stream is read only after the run: it has no rate or latency.
   if (streams_[outcome.header.stream - plan_.first_stream].plan.flood) return;
   ++delivered_total_;

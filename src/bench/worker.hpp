@@ -170,7 +170,8 @@ class Worker {
 
   // Sink callbacks.
   void on_greeting(std::uint32_t conn, std::uint32_t id);
-  void on_message(std::uint32_t conn, std::string_view payload, std::int64_t now);
+  void on_message(std::uint32_t conn, std::string_view payload, std::int64_t now,
+                  std::optional<std::uint32_t> source);
   void on_ready(std::uint32_t conn);
   void on_ping(std::uint32_t conn);
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace sb::bench {
@@ -18,13 +19,23 @@ struct Recorder {
   void on_publish_reply(std::int64_t n) { events.push_back("published " + std::to_string(n)); }
   void on_server_error(std::string_view t) { events.push_back("err " + std::string(t)); }
   void on_protocol_error(std::string_view t) { events.push_back("protocol " + std::string(t)); }
+  void on_delivery(std::uint32_t source, std::string_view p) {
+    events.push_back("from " + std::to_string(source) + " " + std::string(p));
+  }
 };
 
 // Feeds `input` in two reads split at `split`, keeping unconsumed bytes as
 // the worker does, and returns the events plus whatever was left over.
 template <class Parser>
+Parser make_parser() {
+  Parser p;
+  if constexpr (std::is_same_v<Parser, SwitchboardV2Parser>) p.set_nonce("0123456789abcdef");
+  return p;
+}
+
+template <class Parser>
 std::vector<std::string> feed(const std::string& input, std::size_t split) {
-  Parser parser;
+  Parser parser = make_parser<Parser>();
   Recorder r;
   std::string buffer;
   for (const std::string& chunk : {input.substr(0, split), input.substr(split)}) {
@@ -47,6 +58,34 @@ TEST(SwitchboardParser, GreetingThenFrames) {
   std::string in("\x00\x00\x01\x02", 4);
   in += std::string("hello\0\0world\0part", 17);
   expect_at_every_split<SwitchboardParser>(in, {"id 258", "msg hello", "msg ", "msg world", "left part"});
+}
+
+TEST(SwitchboardV2Parser, PreUpgradeDeliveriesThenWelcomeThenFrames) {
+  std::string in("\x00\x00\x01\x02", 4);
+  // A v1 message that looks like a welcome with another nonce, then the real one.
+  in += std::string("switchboard/2 ok nonce=ffffffffffffffff id=1 max_frame=9\0", 57);
+  in += std::string("switchboard/2 ok nonce=0123456789abcdef id=258 max_frame=1048576\0", 65);
+  in += std::string("\x00\x00\x00\x07\x81\x00\x00\x00\x05hi", 11);                    // DELIVER from 5
+  in += std::string("\x00\x00\x00\x05\x82ping", 9);                                      // PONG
+  in += std::string("\x00\x00\x00\x08\x83\x01\x00\x00\x00\x07no", 12);                // ERROR 1 subject 7
+  in += std::string("\x00\x00\x00\x06\x81\x00\x00\x00\x09", 9);                        // half a DELIVER
+  expect_at_every_split<SwitchboardV2Parser>(
+      in, {"id 258", "msg switchboard/2 ok nonce=ffffffffffffffff id=1 max_frame=9", "ready", "from 5 hi",
+           "err ERROR 1 subject 7: no", "left " + in.substr(in.size() - 9)});
+}
+
+TEST(SwitchboardV2Parser, RefusedHelloIsAProtocolError) {
+  std::string in("\x00\x00\x00\x01", 4);
+  in += std::string("switchboard/2 error nonce=0123456789abcdef unsupported\0", 55);
+  expect_at_every_split<SwitchboardV2Parser>(
+      in, {"id 1", "protocol the server refused the v2 hello: switchboard/2 error nonce=0123456789abcdef unsupported"});
+}
+
+TEST(SwitchboardV2Envelope, IsSendHeader) {
+  const Envelope e = switchboard_v2_envelope(0x01020304, 64);
+  EXPECT_EQ(e.prefix, std::string("\x00\x00\x00\x45\x01\x01\x02\x03\x04", 9));
+  EXPECT_EQ(e.suffix, "");
+  EXPECT_EQ(switchboard_v2_hello("ab"), std::string("\xff\xff\xff\xffswitchboard/2 nonce=ab\0", 27));
 }
 
 TEST(SwitchboardEnvelope, IsBigEndianIdAndNul) {

@@ -449,11 +449,11 @@ void Router::on_read_closed(ClientId id) {
   Client* c = find(id);
   if (c == nullptr || c->read_closed || c->closing) return;
   c->read_closed = true;
+  ++stats_.half_closed;
   if (may_close_half_closed(*c)) {
     request_close(*c, CloseReason::peer_closed);
     return;
   }
-  ++stats_.half_closed;
   lingering_.push_back(id);
 }
 

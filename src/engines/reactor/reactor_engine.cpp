@@ -128,8 +128,9 @@ void ReactorEngine::setup() {
   if (options_.on_listening) options_.on_listening(bound);
 }
 
-// Reads --auth-token-file. At start a missing or empty file is a start-up
-// error; on SIGHUP the old list stays and the failure is logged. Tokens are
+// Reads --auth-token-file. At start an unreadable file or one without a
+// valid token is a start-up error; on SIGHUP an unreadable file keeps the
+// old list (logged), and a file without tokens refuses every new hello. Tokens are
 // secrets: no line here ever shows one.
 void ReactorEngine::load_tokens(bool at_start) {
   std::ifstream in(options_.auth_token_file, std::ios::binary);
@@ -146,8 +147,9 @@ void ReactorEngine::load_tokens(bool at_start) {
   if (list.tokens.empty()) {
     const std::string why = "--auth-token-file " + options_.auth_token_file + " lists no valid token";
     if (at_start) throw net::StartupError(why);
-    spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
-    return;
+    // Removing the last token is how an operator locks everyone new out:
+    // apply it (sessions already authenticated stay).
+    spdlog::warn("SIGHUP: {}: every new hello will be refused", why);
   }
   if (list.rejected > 0) {
     spdlog::warn("--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "

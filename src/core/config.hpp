@@ -39,6 +39,12 @@ struct RouterConfig {
   // queue is written and nothing was routed to it for this long.
   Time half_close_linger = std::chrono::seconds{1};
   std::uint32_t first_id = 0;  // where ID allocation starts (tests start near the wrap)
+  // Where IDs live (docs/ARCHITECTURE.md, "IDs and places"): an ID is
+  // [place: 32 - counter_bits][counter: counter_bits], a place being one
+  // shard of one node. 32: one place, every ID is local (the reactor alone).
+  // The counter part of first_id is where this place's counter starts.
+  unsigned counter_bits = 32;
+  std::uint32_t place = 0;
 };
 
 }  // namespace sb::core

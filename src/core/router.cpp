@@ -31,6 +31,25 @@ std::string_view error_reason(ErrorCode code) noexcept {
   return "";
 }
 
+// Messages between places, appended to a peer's batch (all integers
+// big-endian, as on the wire):
+//   frame   [1][u32 source][u32 destination][u8 flags][u32 n][n payload bytes]
+//           flags: 1 = the source speaks v2 (send ERRORs back), 2 = the payload holds no NUL
+//   error   [2][u32 to][u8 code][u32 subject]        an ERROR for a v2 sender of that place
+//   pause   [3][u32 sender][u32 destination]         backpressure: stop reading that sender
+//   resume  [4][u32 sender][u32 destination]         the destination drained, or left
+// They never leave the process or the cluster's own channel, so they are
+// not versioned beyond this list; a kind outside it is a peer error.
+enum class PeerKind : std::uint8_t { frame = 1, error = 2, pause = 3, resume = 4 };
+constexpr std::uint8_t kFromV2 = 1;
+constexpr std::uint8_t kNulFree = 2;
+constexpr std::size_t kPeerFrameHeader = 1 + 4 + 4 + 1 + 4;
+
+void put_u32(std::vector<char>& out, std::uint32_t v) {
+  const auto b = protocol::encode_be32(v);
+  out.insert(out.end(), b.begin(), b.end());
+}
+
 bool valid_token(std::string_view t) noexcept {
   if (t.empty() || t.size() > 256) return false;
   return std::all_of(t.begin(), t.end(), [](char ch) {
@@ -51,9 +70,12 @@ struct Router::Client {
   bool close_requested = false;  // a Close action was issued
   bool flush_then_close = false; // closing once its queue is written (a reply or an ERROR first)
   bool read_closed = false;      // FIN received: not read any more, still a destination
-  bool paused = false;           // a sender waiting for `paused_on` to drain
+  bool paused = false;           // a sender holding a frame for `paused_on` (or a blocked peer) to drain
+  bool paused_on_peer = false;   // ... the peer of place `paused_on_place`
   CloseReason close_reason = CloseReason::peer_closed;
   ClientId paused_on{};
+  std::uint32_t paused_on_place = 0;
+  std::vector<ClientId> remote_pauses;  // destinations elsewhere that asked it to pause
   Time connected_at{};
   Time last_progress{};          // last write progress, or when the queue became non-empty
   Time last_routed_to{};         // when a frame was last queued for it
@@ -61,8 +83,24 @@ struct Router::Client {
   std::uint64_t frames_in = 0, bytes_in = 0, frames_out = 0, bytes_out = 0;
 };
 
+struct Router::Peer {
+  std::vector<char> out;  // this turn's batch
+  bool dirty = false;     // listed in dirty_peers_
+  bool reachable = false;
+  bool blocked = false;   // the transport is full
+  std::vector<ClientId> waiters;  // senders paused because it is blocked
+};
+
 Router::Router(RouterConfig config)
-    : config_{config}, out_pool_{kOutBlockSize, kOutPoolIdle}, slots_(kMinSlots), next_id_{config.first_id} {}
+    : config_{config},
+      out_pool_{kOutBlockSize, kOutPoolIdle},
+      slots_(kMinSlots),
+      counter_mask_{config.counter_bits >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << config.counter_bits) - 1},
+      prefix_{config.counter_bits >= 32 ? 0 : config.place << config.counter_bits},
+      next_id_{config.first_id & counter_mask_} {
+  assert(config.counter_bits >= 8 && config.counter_bits <= 32);
+  if (config.counter_bits < 32) peers_.resize(std::size_t{1} << (32 - config.counter_bits));
+}
 
 Router::~Router() = default;
 
@@ -76,7 +114,8 @@ ClientId Router::allocate_id() {
   // a taken slot also skips every live ID after the 32-bit counter wraps;
   // the reserved IDs (0xFFFFFF00 and up) are never given out.
   for (;;) {
-    const std::uint32_t candidate = next_id_++;
+    const std::uint32_t candidate = prefix_ | (next_id_ & counter_mask_);
+    next_id_ = (next_id_ + 1) & counter_mask_;
     if (candidate >= protocol::kFirstReservedId) {
       next_id_ = 0;
       continue;
@@ -86,6 +125,8 @@ ClientId Router::allocate_id() {
 }
 
 void Router::grow() {
+  // The table never outgrows one place's counter: at most half of it is live.
+  assert(static_cast<std::uint64_t>(slots_.size()) * 2 <= std::uint64_t{counter_mask_} + 1);
   // Doubling keeps distinct slots distinct (id & 2m differs wherever id & m did).
   std::vector<std::unique_ptr<Client>> bigger(slots_.size() * 2);
   for (auto& c : slots_) {
@@ -148,6 +189,8 @@ RouteResult Router::route(Client& from, ClientId to, const Payload& p) {
     ++stats_.dropped_unauthenticated;
     return RouteResult::dropped;
   }
+  // One AND and a compare: with one place the mask is zero and this is never true.
+  if ((to_u32(to) & ~counter_mask_) != prefix_ && !protocol::is_reserved(to)) return forward(from, to, p);
   Client* dest = find(to);
   if (dest == nullptr || !dest->authenticated) {
     ++stats_.dropped_no_route;
@@ -176,23 +219,30 @@ RouteResult Router::route(Client& from, ClientId to, const Payload& p) {
     const RouteResult r = apply_policy(from, *dest, why);
     if (r != RouteResult::queued) return r;
   }
+  queue_frame(*dest, from.id, p);
+  return RouteResult::queued;
+}
+
+// The destination's encoding: v1 gets payload + NUL, v2 a DELIVER.
+void Router::queue_frame(Client& dest, ClientId source, const Payload& p) {
+  const bool to_v1 = dest.version == 1;
+  const std::size_t n = to_v1 ? p.bytes.size() + 1 : protocol::kDeliverHeaderSize + p.bytes.size();
   if (to_v1) {
     if (!p.v1_wire.empty()) {
-      enqueue(*dest, p.v1_wire);  // the v1 -> v1 path: one copy, as the sender sent it
+      enqueue(dest, p.v1_wire);  // the v1 -> v1 path: one copy, as the sender sent it
     } else {
-      enqueue(*dest, p.bytes);
-      enqueue(*dest, std::span<const char>("", 1));
+      enqueue(dest, p.bytes);
+      enqueue(dest, std::span<const char>("", 1));
     }
   } else {
-    const auto header = protocol::encode_deliver_header(from.id, p.bytes.size());
-    enqueue(*dest, header);
-    enqueue(*dest, p.bytes);
+    const auto header = protocol::encode_deliver_header(source, p.bytes.size());
+    enqueue(dest, header);
+    enqueue(dest, p.bytes);
   }
-  ++dest->frames_out;
-  dest->last_routed_to = now_;
+  ++dest.frames_out;
+  dest.last_routed_to = now_;
   ++stats_.frames_routed;
   stats_.bytes_routed += n;
-  return RouteResult::queued;
 }
 
 Router::Admit Router::admit(const Client& dest, std::size_t n) const noexcept {
@@ -216,6 +266,7 @@ RouteResult Router::apply_policy(Client& from, Client& dest, Admit why) {
   switch (config_.policy) {
     case SlowConsumerPolicy::backpressure:
       from.paused = true;
+      from.paused_on_peer = false;
       from.paused_on = dest.id;
       if (dest.waiters.empty()) blocking_.push_back(dest.id);
       dest.waiters.push_back(from.id);
@@ -402,12 +453,30 @@ void Router::on_written(ClientId id, std::size_t n) {
 
 void Router::resume_waiters(Client& c) {
   for (ClientId w : c.waiters) {
+    if (place_of(w) != config_.place) {
+      std::vector<char>& out = peer_out(place_of(w));
+      out.push_back(static_cast<char>(PeerKind::resume));
+      put_u32(out, to_u32(w));
+      put_u32(out, to_u32(c.id));
+      continue;
+    }
     Client* sender = find(w);
-    if (sender == nullptr || !sender->paused) continue;  // left while it waited
-    sender->paused = false;
-    actions_.push_back(ResumeReading{w});
+    if (sender == nullptr || !sender->paused || sender->paused_on_peer) continue;  // left while it waited
+    resume_sender(*sender);
   }
   c.waiters.clear();
+}
+
+// Reading resumes when nothing holds the sender any more: neither a local
+// destination or blocked peer (it holds a frame), nor a destination elsewhere.
+bool Router::reading(const Client& c) const noexcept {
+  return !c.paused && c.remote_pauses.empty();
+}
+
+void Router::resume_sender(Client& sender) {
+  sender.paused = false;
+  sender.paused_on_peer = false;
+  if (reading(sender)) actions_.push_back(ResumeReading{sender.id});
 }
 
 // Close now: the queue is discarded at once (and counted), so that memory
@@ -472,7 +541,11 @@ void Router::on_disconnect(ClientId id, CloseReason reason) {
   // destination nobody waits on any more is not closed as stalled, and a
   // client paused on itself is not asked to resume.
   if (c->paused) {
-    if (Client* dest = find(c->paused_on)) std::erase(dest->waiters, id);
+    if (c->paused_on_peer) {
+      if (Peer* pr = peer(c->paused_on_place)) std::erase(pr->waiters, id);
+    } else if (Client* dest = find(c->paused_on)) {
+      std::erase(dest->waiters, id);
+    }
     c->paused = false;
   }
   resume_waiters(*c);
@@ -552,6 +625,216 @@ std::vector<ClientView> Router::clients() const {
                    c->frames_in, c->bytes_in, c->frames_out, c->bytes_out, c->connected_at});
   }
   return out;
+}
+
+// ---- Places ----
+
+Router::Peer* Router::peer(std::uint32_t place) noexcept {
+  return place < peers_.size() ? peers_[place].get() : nullptr;
+}
+
+std::vector<char>& Router::peer_out(std::uint32_t place) {
+  // Only called for places of valid IDs, so `place` is within peers_.
+  auto& slot = peers_[place];
+  if (!slot) slot = std::make_unique<Peer>();
+  if (!slot->dirty) {
+    slot->dirty = true;
+    dirty_peers_.push_back(place);
+  }
+  return slot->out;
+}
+
+void Router::add_peer(std::uint32_t place) {
+  if (place >= peers_.size() || place == config_.place) return;
+  auto& slot = peers_[place];
+  if (!slot) slot = std::make_unique<Peer>();
+  slot->reachable = true;
+}
+
+void Router::remove_peer(std::uint32_t place) {
+  Peer* pr = peer(place);
+  if (pr == nullptr) return;
+  pr->reachable = false;
+  pr->blocked = false;
+  stats_.discarded_bytes += pr->out.size();
+  pr->out.clear();
+  // Senders waiting for its transport resume (their frames become no_route);
+  // senders its clients paused resume; its clients stop being waiters here.
+  std::vector<ClientId> waiters;
+  waiters.swap(pr->waiters);
+  for (ClientId w : waiters) {
+    Client* s = find(w);
+    if (s != nullptr && s->paused && s->paused_on_peer && s->paused_on_place == place) resume_sender(*s);
+  }
+  for (const auto& c : slots_) {
+    if (!c) continue;
+    std::erase_if(c->waiters, [&](ClientId w) { return place_of(w) == place; });
+    const std::size_t before = c->remote_pauses.size();
+    std::erase_if(c->remote_pauses, [&](ClientId d) { return place_of(d) == place; });
+    if (before > 0 && c->remote_pauses.empty() && !c->paused) actions_.push_back(ResumeReading{c->id});
+  }
+}
+
+std::vector<char> Router::take_peer_batch(std::uint32_t place) {
+  std::vector<char> batch;
+  Peer* pr = peer(place);
+  if (pr == nullptr) return batch;
+  batch.swap(pr->out);
+  pr->dirty = false;
+  if (!pr->reachable) batch.clear();  // left with nobody to hand it to: counted in remove_peer
+  return batch;
+}
+
+void Router::set_peer_blocked(std::uint32_t place, bool blocked) {
+  Peer* pr = peer(place);
+  if (pr == nullptr || pr->blocked == blocked) return;
+  pr->blocked = blocked;
+  if (blocked) return;
+  std::vector<ClientId> waiters;
+  waiters.swap(pr->waiters);
+  for (ClientId w : waiters) {
+    Client* s = find(w);
+    if (s != nullptr && s->paused && s->paused_on_peer && s->paused_on_place == place) resume_sender(*s);
+  }
+}
+
+RouteResult Router::forward(Client& from, ClientId to, const Payload& p) {
+  const std::uint32_t place = place_of(to);
+  Peer* pr = peer(place);
+  if (pr == nullptr || !pr->reachable) {
+    ++stats_.dropped_no_route;
+    send_error(from, ErrorCode::no_route, to_u32(to), error_reason(ErrorCode::no_route));
+    return RouteResult::dropped;
+  }
+  if (pr->blocked) {
+    // The transport is full: hold this frame and stop reading, as for a
+    // full destination; nothing is dropped and no thread blocks.
+    from.paused = true;
+    from.paused_on_peer = true;
+    from.paused_on_place = place;
+    pr->waiters.push_back(from.id);
+    ++stats_.sender_pauses;
+    return RouteResult::paused;
+  }
+  std::vector<char>& out = peer_out(place);
+  out.push_back(static_cast<char>(PeerKind::frame));
+  put_u32(out, to_u32(from.id));
+  put_u32(out, to_u32(to));
+  out.push_back(static_cast<char>((from.version == 2 ? kFromV2 : 0) | (p.nul_free ? kNulFree : 0)));
+  put_u32(out, static_cast<std::uint32_t>(p.bytes.size()));
+  out.insert(out.end(), p.bytes.begin(), p.bytes.end());
+  ++stats_.frames_forwarded;
+  return RouteResult::forwarded;
+}
+
+void Router::peer_error(ClientId to, ErrorCode code, ClientId subject) {
+  Peer* pr = peer(place_of(to));
+  if (pr == nullptr || !pr->reachable) return;
+  std::vector<char>& out = peer_out(place_of(to));
+  out.push_back(static_cast<char>(PeerKind::error));
+  put_u32(out, to_u32(to));
+  out.push_back(static_cast<char>(code));
+  put_u32(out, to_u32(subject));
+}
+
+// A frame from a client of another place, judged here as route() judges a
+// local one; the verdicts that concern the sender travel back.
+void Router::on_peer_frame(ClientId source, ClientId to, bool source_v2, const Payload& p) {
+  Client* dest = protocol::is_reserved(to) ? nullptr : find(to);
+  auto refuse = [&](ErrorCode code) {
+    if (source_v2) peer_error(source, code, to);
+  };
+  if (dest == nullptr || !dest->authenticated ||
+      (dest->closing && dest->close_reason != CloseReason::slow_consumer)) {
+    ++stats_.dropped_no_route;
+    refuse(ErrorCode::no_route);
+    return;
+  }
+  if (dest->closing) {
+    ++stats_.dropped_slow_consumer;
+    refuse(ErrorCode::slow_consumer);
+    return;
+  }
+  const bool to_v1 = dest->version == 1;
+  if (to_v1 && !p.nul_free && std::memchr(p.bytes.data(), '\0', p.bytes.size()) != nullptr) {
+    ++stats_.dropped_not_representable;
+    refuse(ErrorCode::not_representable);
+    return;
+  }
+  const std::size_t n = to_v1 ? p.bytes.size() + 1 : protocol::kDeliverHeaderSize + p.bytes.size();
+  if (const Admit why = admit(*dest, n); why != Admit::ok) {
+    if (why == Admit::over_total) ++stats_.over_total_limit;
+    switch (config_.policy) {
+      case SlowConsumerPolicy::backpressure:
+        // Frames already in flight are taken past the limit (the transport
+        // bounds them); the sender is asked once to pause until this drains.
+        if (std::find(dest->waiters.begin(), dest->waiters.end(), source) == dest->waiters.end()) {
+          if (dest->waiters.empty()) blocking_.push_back(dest->id);
+          dest->waiters.push_back(source);
+          std::vector<char>& out = peer_out(place_of(source));
+          out.push_back(static_cast<char>(PeerKind::pause));
+          put_u32(out, to_u32(source));
+          put_u32(out, to_u32(to));
+        }
+        break;
+      case SlowConsumerPolicy::disconnect:
+        if (why == Admit::over_total) {
+          shed_largest();
+          if (!dest->closing) break;
+        } else {
+          request_close(*dest, CloseReason::slow_consumer);
+        }
+        ++stats_.dropped_slow_consumer;
+        refuse(ErrorCode::slow_consumer);
+        return;
+      case SlowConsumerPolicy::drop:
+        ++stats_.dropped_slow_consumer;
+        refuse(ErrorCode::slow_consumer);
+        return;
+    }
+  }
+  queue_frame(*dest, source, p);
+}
+
+void Router::on_peer_batch(std::span<const char> batch) {
+  std::size_t pos = 0;
+  auto u32_at = [&](std::size_t at) { return protocol::load_be32(batch.data() + at); };
+  while (pos < batch.size()) {
+    const auto kind = static_cast<PeerKind>(batch[pos]);
+    const std::size_t left = batch.size() - pos;
+    if (kind == PeerKind::frame && left >= kPeerFrameHeader) {
+      const std::uint32_t n = u32_at(pos + 10);
+      if (left - kPeerFrameHeader < n) break;
+      const auto flags = static_cast<std::uint8_t>(batch[pos + 9]);
+      const Payload p{batch.subspan(pos + kPeerFrameHeader, n), (flags & kNulFree) != 0, {}};
+      on_peer_frame(ClientId{u32_at(pos + 1)}, ClientId{u32_at(pos + 5)}, (flags & kFromV2) != 0, p);
+      pos += kPeerFrameHeader + n;
+    } else if (kind == PeerKind::error && left >= 10) {
+      if (Client* c = find(ClientId{u32_at(pos + 1)})) {
+        const auto code = static_cast<ErrorCode>(batch[pos + 5]);
+        send_error(*c, code, u32_at(pos + 6), error_reason(code));
+      }
+      pos += 10;
+    } else if ((kind == PeerKind::pause || kind == PeerKind::resume) && left >= 9) {
+      const ClientId dest{u32_at(pos + 5)};
+      Client* s = find(ClientId{u32_at(pos + 1)});
+      pos += 9;
+      if (s == nullptr || s->closing) continue;  // left meanwhile
+      const auto at = std::find(s->remote_pauses.begin(), s->remote_pauses.end(), dest);
+      if (kind == PeerKind::pause && at == s->remote_pauses.end()) {
+        const bool was_reading = reading(*s);
+        s->remote_pauses.push_back(dest);
+        ++stats_.sender_pauses;
+        if (was_reading) actions_.push_back(PauseReading{s->id});
+      } else if (kind == PeerKind::resume && at != s->remote_pauses.end()) {
+        s->remote_pauses.erase(at);
+        if (reading(*s)) actions_.push_back(ResumeReading{s->id});
+      }
+    } else {
+      break;
+    }
+  }
+  if (pos != batch.size()) ++stats_.peer_errors;  // the rest cannot be framed: skipped
 }
 
 TokenList parse_token_file(std::string_view text) {

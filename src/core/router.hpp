@@ -58,6 +58,7 @@ StatId close_counter(CloseReason r) noexcept;
 // What became of one frame the engine handed in.
 enum class RouteResult {
   queued,   // queued for its destination on this loop
+  forwarded,  // for a client of another place: in that peer's batch (see Places below)
   dropped,  // dropped and counted (no route, slow consumer, not representable, not authenticated)
   handled,  // for the server itself (a hello, a PING), answered in the sender's queue
   upgraded, // the hello was accepted: the sender's later bytes are v2 (FrameDecoder::upgrade)
@@ -73,7 +74,10 @@ struct Close {
   ClientId client;  // close now; whatever is still queued for it is discarded (counted)
   CloseReason reason;
 };
-using Action = std::variant<ResumeReading, Close>;
+struct PauseReading {
+  ClientId client;  // a destination in another place is full (backpressure): stop reading this sender
+};
+using Action = std::variant<ResumeReading, Close, PauseReading>;
 
 // What /clients shows of one client (metrics; docs/OPERATIONS.md).
 struct ClientView {
@@ -141,6 +145,47 @@ class Router {
   // closing clients.
   void on_tick(Time now);
 
+  // ---- Places: shards and nodes (docs/ARCHITECTURE.md) ----
+  //
+  // A frame for an ID of another place is appended to that peer's batch
+  // (RouteResult::forwarded) with its source, so the receiver's place can
+  // encode it for the destination's version. Once per loop turn the engine
+  // takes the batch of every peer in dirty_peers() and hands it to the
+  // transport (a ring between shards, Redis between nodes); the receiving
+  // place feeds it to on_peer_batch(). The destination's place applies the
+  // slow-consumer policy; its verdicts travel back in batches too: ERRORs
+  // for v2 senders, and under backpressure a pause of that one sender
+  // (PauseReading) and later its resume (ResumeReading). Frames in flight
+  // when a pause is decided are accepted past --max-pending.
+
+  // The place of an ID (0 when there is one place).
+  std::uint32_t place_of(ClientId id) const noexcept {
+    return static_cast<std::uint32_t>(static_cast<std::uint64_t>(to_u32(id)) >> config_.counter_bits);
+  }
+  // IDs of `place` become routable / no_route. Removing a peer resumes the
+  // senders its clients had paused and drops its unsent batch (counted).
+  void add_peer(std::uint32_t place);
+  void remove_peer(std::uint32_t place);
+  bool has_peer_output() const noexcept { return !dirty_peers_.empty(); }
+  // Hands the batch built for each peer since the last call to
+  // `hand(place, std::vector<char>&& batch)`: the last thing of a loop turn,
+  // after the clients' writes (which can resume remote senders).
+  template <class Hand>
+  void flush_peers(Hand&& hand) {
+    while (!dirty_peers_.empty()) {
+      const std::uint32_t place = dirty_peers_.back();
+      dirty_peers_.pop_back();
+      std::vector<char> batch = take_peer_batch(place);
+      if (!batch.empty()) hand(place, std::move(batch));
+    }
+  }
+  // The transport to `place` is full: senders with frames for it pause
+  // (RouteResult::paused) until it is unblocked, then resume.
+  void set_peer_blocked(std::uint32_t place, bool blocked);
+  // A batch from another place. Malformed batches (a bug, or a transport
+  // that corrupts) are counted in peer_errors and the rest is skipped.
+  void on_peer_batch(std::span<const char> batch);
+
   // The tokens a hello may present (--auth-token-file, re-read on SIGHUP).
   // Sessions already authenticated stay; new hellos are checked against
   // this list.
@@ -169,6 +214,7 @@ class Router {
 
  private:
   struct Client;
+  struct Peer;
   // Where one frame's bytes come from, for the destination's encoding.
   struct Payload {
     std::span<const char> bytes;  // without any v1 NUL or v2 header
@@ -181,6 +227,15 @@ class Router {
   ClientId allocate_id();
   void grow();
   RouteResult route(Client& from, ClientId to, const Payload& p);
+  RouteResult forward(Client& from, ClientId to, const Payload& p);
+  void queue_frame(Client& dest, ClientId source, const Payload& p);
+  void on_peer_frame(ClientId source, ClientId to, bool source_v2, const Payload& p);
+  void peer_error(ClientId to, protocol::ErrorCode code, ClientId subject);
+  Peer* peer(std::uint32_t place) noexcept;
+  std::vector<char> take_peer_batch(std::uint32_t place);
+  std::vector<char>& peer_out(std::uint32_t place);
+  void resume_sender(Client& sender);
+  bool reading(const Client& c) const noexcept;
   RouteResult on_hello(Client& from, std::span<const char> payload);
   RouteResult on_ping(Client& from, std::span<const char> body);
   Admit admit(const Client& dest, std::size_t n) const noexcept;
@@ -201,10 +256,14 @@ class Router {
   // allocate_id() skips an ID whose slot is taken, so lookups are one index
   // and one compare. IDs stay unique and increasing (not always consecutive).
   std::vector<std::unique_ptr<Client>> slots_;
+  std::uint32_t counter_mask_;  // the counter part of an ID
+  std::uint32_t prefix_;        // this place's ID bits
   std::uint32_t next_id_;
   std::vector<ClientId> dirty_;
   std::vector<Action> actions_;
   std::vector<ClientId> blocking_;      // destinations with paused senders (stall checks)
+  std::vector<std::unique_ptr<Peer>> peers_;  // by place; empty with one place
+  std::vector<std::uint32_t> dirty_peers_;
   std::vector<ClientId> lingering_;     // half-closed or closing-after-flush clients (tick checks)
   std::deque<ClientId> unauthenticated_;  // in connection order: the auth deadline check
   std::vector<std::string> tokens_;

@@ -77,6 +77,10 @@ namespace sb::core {
     "Times the slow-consumer policy acted because --max-pending-total was reached")                             \
   X(sender_pauses, counter, "sender_pauses", "switchboard_sender_pauses_total", "",                               \
     "Times a sender was paused by backpressure")                                                                 \
+  X(frames_forwarded, counter, "forwarded", "switchboard_frames_forwarded_total", "",                            \
+    "Frames handed to another shard or node for its client (routed there)")                                     \
+  X(peer_errors, counter, "peer_errors", "switchboard_peer_errors_total", "",                                     \
+    "Malformed messages from another shard or node, skipped")                                                     \
   X(live_clients, gauge, "live", "switchboard_clients", "", "Clients connected now")                             \
   X(pending_bytes, gauge, "pending_bytes", "switchboard_pending_bytes", "",                                       \
     "Outbound bytes queued now, all destinations")                                                               \

@@ -339,6 +339,7 @@ void ReactorEngine::decode(Connection& c) {
     }
     switch (router_.on_frame(c.id, frame)) {
       case core::RouteResult::queued:
+      case core::RouteResult::forwarded:
       case core::RouteResult::dropped:
       case core::RouteResult::handled:
         c.decoder.pop();
@@ -460,6 +461,15 @@ void ReactorEngine::carry_out_actions() {
           }
         }
         mark_closing(*c, close->reason);
+        continue;
+      }
+      if (const auto* pause = std::get_if<core::PauseReading>(&action)) {
+        // A destination in another place is full (no peers here yet, but
+        // the router's contract says what to do): stop reading the sender.
+        Connection* c = by_id(pause->client);
+        if (c == nullptr || c->closing || c->paused) continue;
+        c->paused = true;
+        update_interest(*c);
         continue;
       }
       const auto& resume = std::get<core::ResumeReading>(action);

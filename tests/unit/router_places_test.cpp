@@ -1,0 +1,332 @@
+// Router with several places (shards or nodes): IDs carry their place, a
+// frame for another place is forwarded in a batch, and the destination's
+// place judges it and sends its verdicts (ERRORs, pause, resume) back. Two
+// or three routers exchange batches by hand, as the sharded engine's rings
+// or the cluster's transport would.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/router.hpp"
+#include "protocol/frame_decoder.hpp"
+#include "protocol/v2.hpp"
+#include "protocol/wire.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using sb::ClientId;
+using sb::to_u32;
+using sb::core::Action;
+using sb::core::CloseReason;
+using sb::core::ConstBuffer;
+using sb::core::Router;
+using sb::core::RouterConfig;
+using sb::core::RouteResult;
+using sb::core::SlowConsumerPolicy;
+
+constexpr unsigned kCounterBits = 20;
+
+RouterConfig config(std::uint32_t place, std::size_t max_pending = 1000,
+                    SlowConsumerPolicy policy = SlowConsumerPolicy::backpressure) {
+  RouterConfig c;
+  c.max_pending = max_pending;
+  c.policy = policy;
+  c.counter_bits = kCounterBits;
+  c.place = place;
+  return c;
+}
+
+// Places 0..n-1, each a router that knows the others.
+struct Cluster {
+  std::vector<std::unique_ptr<Router>> r;
+  explicit Cluster(std::size_t n, std::size_t max_pending = 1000,
+                   SlowConsumerPolicy policy = SlowConsumerPolicy::backpressure) {
+    for (std::uint32_t p = 0; p < n; ++p) r.push_back(std::make_unique<Router>(config(p, max_pending, policy)));
+    for (auto& x : r) {
+      for (std::uint32_t p = 0; p < n; ++p) x->add_peer(p);
+      x->on_tick(1000s);
+    }
+  }
+  Router& operator[](std::size_t i) { return *r[i]; }
+  // Hands every batch to its place until nothing moves (verdicts can cause
+  // more batches: a frame, then its ERROR, then nothing).
+  void exchange() {
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (std::uint32_t from = 0; from < r.size(); ++from) {
+        std::vector<std::pair<std::uint32_t, std::vector<char>>> batches;
+        r[from]->flush_peers([&](std::uint32_t to, std::vector<char> batch) {
+          batches.emplace_back(to, std::move(batch));
+        });
+        for (auto& [to, batch] : batches) {
+          moved = true;
+          r[to]->on_peer_batch(batch);
+        }
+      }
+    }
+  }
+};
+
+std::string wire(std::string_view payload) {
+  std::string s(payload);
+  s.push_back('\0');
+  return s;
+}
+
+RouteResult send_v1(Router& r, ClientId from, ClientId to, const std::string& payload) {
+  const std::string w = wire(payload);
+  sb::protocol::Frame f;
+  f.type = sb::protocol::FrameType::v1;
+  f.destination = to;
+  f.wire = std::span<const char>(w.data(), w.size());
+  f.payload = f.wire.first(w.size() - 1);
+  return r.on_frame(from, f);
+}
+
+RouteResult send_v2(Router& r, ClientId from, ClientId to, const std::string& payload) {
+  sb::protocol::Frame f;
+  f.type = sb::protocol::FrameType::send;
+  f.destination = to;
+  f.payload = std::span<const char>(payload.data(), payload.size());
+  return r.on_frame(from, f);
+}
+
+std::string queued(const Router& r, ClientId id) {
+  std::array<ConstBuffer, 256> bufs{};
+  const std::size_t used = r.gather(id, bufs);
+  std::string s;
+  for (std::size_t i = 0; i < used; ++i) s.append(bufs[i].data, bufs[i].size);
+  return s;
+}
+
+std::string write(Router& r, ClientId id, std::size_t n = std::string::npos) {
+  std::string s = queued(r, id);
+  s.resize(std::min(n, s.size()));
+  r.on_written(id, s.size());
+  return s;
+}
+
+ClientId join(Router& r) {
+  const ClientId id = r.on_connect(0);
+  write(r, id);
+  return id;
+}
+
+// Upgrades `id` to v2 and writes the welcome away.
+void upgrade(Router& r, ClientId id) {
+  ASSERT_EQ(send_v1(r, id, ClientId{sb::protocol::kServerId}, "switchboard/2 nonce=0123456789abcdef"),
+            RouteResult::upgraded);
+  write(r, id);
+}
+
+std::string deliver(ClientId source, std::string_view payload) {
+  const auto h = sb::protocol::encode_deliver_header(source, payload.size());
+  return std::string(h.data(), h.size()) + std::string(payload);
+}
+
+std::vector<std::string> take_actions(Router& r) {
+  std::vector<std::string> out;
+  for (const Action& a : r.actions()) {
+    if (const auto* x = std::get_if<sb::core::ResumeReading>(&a)) out.push_back("resume " + std::to_string(to_u32(x->client)));
+    if (const auto* x = std::get_if<sb::core::PauseReading>(&a)) out.push_back("pause " + std::to_string(to_u32(x->client)));
+    if (const auto* x = std::get_if<sb::core::Close>(&a)) out.push_back("close " + std::to_string(to_u32(x->client)));
+  }
+  r.clear_actions();
+  return out;
+}
+using Actions = std::vector<std::string>;
+std::string pause(ClientId id) { return "pause " + std::to_string(to_u32(id)); }
+std::string resume(ClientId id) { return "resume " + std::to_string(to_u32(id)); }
+
+TEST(Places, IdsCarryTheirPlaceAndRecurOnlyAfterTheWholeCounter) {
+  Router r(config(5));
+  const ClientId first = r.on_connect(0);
+  EXPECT_EQ(to_u32(first) >> kCounterBits, 5U);
+  EXPECT_EQ(r.place_of(first), 5U);
+  r.on_disconnect(first, CloseReason::peer_closed);
+  // Every later ID of this place differs from `first` until the counter wraps.
+  std::uint64_t later = 0;
+  for (;; ++later) {
+    const ClientId id = r.on_connect(0);
+    ASSERT_EQ(r.place_of(id), 5U);
+    r.on_disconnect(id, CloseReason::peer_closed);
+    if (id == first) break;
+  }
+  EXPECT_EQ(later, (std::uint64_t{1} << kCounterBits) - 1);
+  EXPECT_GE(later, 1'000'000U);
+}
+
+TEST(Places, TheLastPlaceNeverHandsOutReservedIds) {
+  Router r(config((1U << (32 - kCounterBits)) - 1));
+  for (int i = 0; i < 2000; ++i) {
+    const ClientId id = r.on_connect(0);
+    ASSERT_FALSE(sb::protocol::is_reserved(id)) << to_u32(id);
+    r.on_disconnect(id, CloseReason::peer_closed);
+  }
+}
+
+TEST(Places, V1FrameCrossesPlacesInOrder) {
+  Cluster c(2);
+  const ClientId a = join(c[0]);
+  const ClientId b = join(c[1]);
+  EXPECT_EQ(send_v1(c[0], a, b, "one"), RouteResult::forwarded);
+  EXPECT_EQ(send_v1(c[0], a, b, "two"), RouteResult::forwarded);
+  EXPECT_EQ(queued(c[1], b), "") << "nothing arrives before the batch is handed over";
+  c.exchange();
+  EXPECT_EQ(write(c[1], b), wire("one") + wire("two"));
+  EXPECT_EQ(c[0].stats().frames_forwarded, 2U);
+  EXPECT_EQ(c[1].stats().frames_routed, 2U);
+  EXPECT_EQ(c[0].stats().frames_routed, 0U);
+}
+
+TEST(Places, V2ReceiverLearnsTheRemoteSource) {
+  Cluster c(3);
+  const ClientId a = join(c[0]);
+  const ClientId b = join(c[2]);
+  upgrade(c[2], b);
+  send_v1(c[0], a, b, "hello");
+  c.exchange();
+  EXPECT_EQ(write(c[2], b), deliver(a, "hello"));
+}
+
+TEST(Places, UnknownIdElsewhereIsNoRouteWithAnErrorBack) {
+  Cluster c(2);
+  const ClientId a = join(c[0]);
+  upgrade(c[0], a);
+  const ClientId b = join(c[1]);
+  c[1].on_disconnect(b, CloseReason::peer_closed);
+  EXPECT_EQ(send_v2(c[0], a, b, "ghost"), RouteResult::forwarded);
+  c.exchange();
+  EXPECT_EQ(c[1].stats().dropped_no_route, 1U);
+  EXPECT_EQ(write(c[0], a), sb::protocol::encode_error(sb::protocol::ErrorCode::no_route, to_u32(b),
+                                                       "no client with this ID"));
+}
+
+TEST(Places, V2PayloadWithNulForARemoteV1ReceiverIsRefused) {
+  Cluster c(2);
+  const ClientId a = join(c[0]);
+  upgrade(c[0], a);
+  const ClientId b = join(c[1]);
+  send_v2(c[0], a, b, std::string("x\0y", 3));
+  c.exchange();
+  EXPECT_EQ(c[1].stats().dropped_not_representable, 1U);
+  EXPECT_EQ(queued(c[1], b), "");
+  EXPECT_EQ(static_cast<unsigned char>(write(c[0], a)[5]),
+            static_cast<unsigned>(sb::protocol::ErrorCode::not_representable));
+}
+
+TEST(Places, UnreachablePlaceIsNoRouteAtOnce) {
+  Router r(config(0));
+  const ClientId a = join(r);
+  const ClientId elsewhere{(7U << kCounterBits) | 3U};
+  EXPECT_EQ(send_v1(r, a, elsewhere, "x"), RouteResult::dropped);
+  EXPECT_EQ(r.stats().dropped_no_route, 1U);
+  EXPECT_FALSE(r.has_peer_output());
+}
+
+TEST(Places, BackpressurePausesOnlyTheRemoteSenderAndResumesIt) {
+  Cluster c(2, 1000);
+  const ClientId s = join(c[0]);
+  const ClientId other = join(c[0]);
+  const ClientId d = join(c[1]);
+  const ClientId e = join(c[1]);
+  EXPECT_EQ(send_v1(c[0], s, d, std::string(900, 'a')), RouteResult::forwarded);
+  EXPECT_EQ(send_v1(c[0], s, d, std::string(200, 'b')), RouteResult::forwarded);
+  EXPECT_EQ(send_v1(c[0], s, d, std::string(200, 'c')), RouteResult::forwarded);
+  c.exchange();
+  // In flight when the limit was reached: taken past it, nothing lost.
+  EXPECT_EQ(c[1].pending_bytes(d), 901U + 201U + 201U);
+  EXPECT_EQ(take_actions(c[0]), Actions{pause(s)}) << "one pause, however many frames were in flight";
+  EXPECT_EQ(c[0].stats().sender_pauses, 1U);
+  EXPECT_TRUE(c[0].is_paused(s) == false) << "no frame is held: the sender just is not read";
+  // Others keep flowing, to the same place too.
+  EXPECT_EQ(send_v1(c[0], other, e, "free"), RouteResult::forwarded);
+  c.exchange();
+  EXPECT_EQ(write(c[1], e), wire("free"));
+  // d drains to half the limit: s resumes.
+  write(c[1], d, 901U + 201U);
+  EXPECT_EQ(take_actions(c[0]), Actions{});
+  c.exchange();
+  EXPECT_EQ(take_actions(c[0]), Actions{resume(s)});
+}
+
+TEST(Places, StalledRemoteDestinationIsClosedAndItsRemoteSenderResumes) {
+  Cluster c(2, 1000);
+  const ClientId s = join(c[0]);
+  const ClientId d = join(c[1]);
+  send_v1(c[0], s, d, std::string(999, 'a'));
+  send_v1(c[0], s, d, std::string(10, 'b'));
+  c.exchange();
+  EXPECT_EQ(take_actions(c[0]), Actions{pause(s)});
+  c[1].on_tick(1000s + 10s);
+  EXPECT_EQ(take_actions(c[1]), Actions{"close " + std::to_string(to_u32(d))});
+  c[1].on_disconnect(d, CloseReason::slow_consumer);
+  c.exchange();
+  EXPECT_EQ(take_actions(c[0]), Actions{resume(s)});
+}
+
+TEST(Places, DropPolicyDecidesAtTheDestinationAndTellsAV2Sender) {
+  Cluster c(2, 1000, SlowConsumerPolicy::drop);
+  const ClientId s = join(c[0]);
+  upgrade(c[0], s);
+  const ClientId d = join(c[1]);
+  send_v2(c[0], s, d, std::string(999, 'a'));
+  send_v2(c[0], s, d, std::string(10, 'b'));
+  c.exchange();
+  EXPECT_EQ(c[1].stats().dropped_slow_consumer, 1U);
+  EXPECT_EQ(write(c[0], s), sb::protocol::encode_error(sb::protocol::ErrorCode::slow_consumer, to_u32(d),
+                                                       "the destination is not keeping up"));
+  EXPECT_EQ(take_actions(c[0]), Actions{});
+}
+
+TEST(Places, BlockedTransportPausesSendersAndHoldsTheirFrame) {
+  Cluster c(2);
+  const ClientId s = join(c[0]);
+  const ClientId d = join(c[1]);
+  c[0].set_peer_blocked(1, true);
+  EXPECT_EQ(send_v1(c[0], s, d, "held"), RouteResult::paused);
+  EXPECT_TRUE(c[0].is_paused(s));
+  c[0].set_peer_blocked(1, false);
+  EXPECT_EQ(take_actions(c[0]), Actions{resume(s)});
+  EXPECT_EQ(send_v1(c[0], s, d, "held"), RouteResult::forwarded);
+  c.exchange();
+  EXPECT_EQ(write(c[1], d), wire("held"));
+}
+
+TEST(Places, PeerGoneResumesWhatItPausedAndItsIdsBecomeNoRoute) {
+  Cluster c(2, 1000);
+  const ClientId s = join(c[0]);
+  const ClientId d = join(c[1]);
+  send_v1(c[0], s, d, std::string(999, 'a'));
+  send_v1(c[0], s, d, std::string(10, 'b'));
+  c.exchange();
+  EXPECT_EQ(take_actions(c[0]), Actions{pause(s)});
+  c[0].remove_peer(1);
+  EXPECT_EQ(take_actions(c[0]), Actions{resume(s)});
+  EXPECT_EQ(send_v1(c[0], s, d, "late"), RouteResult::dropped);
+  EXPECT_EQ(c[0].stats().dropped_no_route, 1U);
+}
+
+TEST(Places, MalformedBatchIsCountedNotFatal) {
+  Router r(config(0));
+  const ClientId d = join(r);
+  std::vector<char> junk = {'\x09', 'x', 'y'};
+  r.on_peer_batch(junk);
+  EXPECT_EQ(r.stats().peer_errors, 1U);
+  // A truncated frame: its header promises more than there is.
+  std::vector<char> cut = {'\x01', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9, 'a'};
+  r.on_peer_batch(cut);
+  EXPECT_EQ(r.stats().peer_errors, 2U);
+  EXPECT_EQ(queued(r, d), "");
+}
+
+}  // namespace

@@ -130,11 +130,11 @@ class AsioHardeningTest : public EngineTest {
   // pumped until the sender makes no progress for half a second.
   void block_sender_on(Client& sender, Client& sleeper, std::size_t bytes) {
     sleeper.set_reading(false);
-    for (std::size_t sent = 0, i = 0; sent < bytes; sent += 64 << 10, ++i) {
-      sender.queue_frame(sleeper.id(), pattern((64 << 10) - 1, i));
-    }
-    pump({&sender, &sleeper}, after(10s), [&] {
-      return sender.outbox_size() == 0 || Clock::now() - sender.last_send_progress() > 500ms;
+    const std::string payload = pattern((64 << 10) - 1, 1);
+    for (std::size_t sent = 0; sent < bytes; sent += 64 << 10) sender.queue_frame(sleeper.id(), payload);
+    pump({&sender, &sleeper}, after(5s), [&] {
+      return sender.outbox_size() == 0 ||
+             (sender.bytes_sent() > 0 && Clock::now() - sender.last_send_progress() > 500ms);
     });
     ASSERT_GT(sender.outbox_size(), 0u) << "the sender was never blocked";
   }
@@ -201,7 +201,7 @@ TEST_P(AsioHardeningTest, SigusrDuringDrainLogsStats) {
   start_server({"--drain-timeout", "2s", "--stall-timeout", "60s"});
   Client sleeper = connect({.rcvbuf = 4096});
   Client sender = connect();
-  block_sender_on(sender, sleeper, std::size_t{12} << 20);
+  block_sender_on(sender, sleeper, std::size_t{32} << 20);
   server().send_signal(SIGTERM);
   ASSERT_TRUE(wait_for_log(server(), "draining", 1, after(kIoTimeout))) << server().stderr_text();
   const std::size_t before = count_of(server().stderr_text(), "stats: ");
@@ -240,7 +240,9 @@ TEST_P(AsioHardeningAllTest, OutOfDescriptorsDoesNotSpin) {
   const rlimit low{64, 64};
   ASSERT_EQ(::prlimit(server().pid(), RLIMIT_NOFILE, &low, nullptr), 0);
   std::vector<Client> clients;
-  for (int i = 0; i < 80; ++i) clients.push_back(Client::connect(server().port(), after(kIoTimeout), {.read_id = false}));
+  for (int i = 0; i < 80; ++i) {
+    clients.push_back(Client::connect(server().port(), after(kIoTimeout), {.read_id = false}));
+  }
   std::vector<Client*> all;
   for (auto& c : clients) all.push_back(&c);
   pump(all, after(500ms), [] { return false; });  // let the server take them all
@@ -298,10 +300,10 @@ TEST_P(PendingBytesTest, SmallFramesToAReaderAreNotDroppedOrClosed) {
 // pause shows in sender_pauses while it lasts (mutex and channels used to
 // count it only once the write finished, so a stuck server showed 0).
 TEST_P(AsioHardeningAllTest, SenderPauseCountedWhileBlocked) {
-  start_server({"--max-pending", "64K", "--stall-timeout", "60s"});
+  start_server({"--max-pending", "64K", "--stall-timeout", "60s", "--drain-timeout", "1s"});
   Client sleeper = connect({.rcvbuf = 4096});
   Client sender = connect();
-  block_sender_on(sender, sleeper, std::size_t{12} << 20);
+  block_sender_on(sender, sleeper, std::size_t{32} << 20);
   const std::size_t before = count_of(server().stderr_text(), "stats: ");
   server().send_signal(SIGUSR1);
   ASSERT_TRUE(wait_for_log(server(), "stats: ", before + 1, after(kIoTimeout)));

@@ -24,6 +24,7 @@ ChannelRouter::ChannelRouter(asio::io_context& ctx, const ServerOptions& options
       name_{name},
       dispatcher_{dispatcher},
       control_{asio::make_strand(ctx)},
+      max_conns_{effective_max_conns(options)},
       channel_{ctx.get_executor(), kMessageCapacity},
       tasks_{ctx.get_executor()} {}
 
@@ -33,7 +34,7 @@ void ChannelRouter::start(tcp::acceptor& acceptor, ServerSignals& signals) {
   // The accept loop and control() share a strand, so control() may close
   // the acceptor the loop waits on, and read readers_ without a lock.
   asio::co_spawn(control_,
-                 accept_loop(acceptor, accept_errors_, effective_max_conns(options_), live_, stats_, name_,
+                 accept_loop(acceptor, accept_errors_, max_conns_, live_, stats_, name_,
                              [this](std::shared_ptr<Connection> conn) {
                                ++readers_;
                                asio::co_spawn(ctx_, handle_connection(std::move(conn)), log_exception);

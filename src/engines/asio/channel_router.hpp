@@ -125,6 +125,7 @@ class ChannelRouter {
   std::string_view name_;
   Dispatcher dispatcher_;
   asio::strand<asio::io_context::executor_type> control_;  // accept loop and control()
+  std::size_t max_conns_;  // from the open-files limit at start-up, as announced
   LiveSockets live_;  // before anything that may hold a Connection: it must outlive them
   MessageChannel channel_;
   AcceptErrors accept_errors_;  // control strand only

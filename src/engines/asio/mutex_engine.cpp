@@ -81,6 +81,7 @@ class Server {
         options_{options},
         stats_{stats},
         control_{asio::make_strand(ctx)},
+        max_conns_{effective_max_conns(options)},
         lock_{ctx.get_executor()},
         ids_{options.router.first_id},
         tasks_{ctx.get_executor()},
@@ -92,7 +93,7 @@ class Server {
     signals.start(control_);
     asio::co_spawn(
         control_,
-        accept_loop(acceptor, accept_errors_, effective_max_conns(options_), live_, stats_, "mutex",
+        accept_loop(acceptor, accept_errors_, max_conns_, live_, stats_, "mutex",
                     [this](std::shared_ptr<Connection> conn) {
                       asio::co_spawn(ctx_, handle_connection(std::move(conn), tasks_.add()), log_exception);
                     }),
@@ -113,6 +114,7 @@ class Server {
   const ServerOptions& options_;
   AtomicStats& stats_;
   asio::strand<asio::io_context::executor_type> control_;
+  std::size_t max_conns_;  // from the open-files limit at start-up, as announced
   LiveSockets live_;  // before anything that may hold a Connection: it must outlive them
 
   // The article's `connections: Mutex<Vec<OwnedWriteHalf>>`. Whoever holds

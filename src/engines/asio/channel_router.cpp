@@ -24,21 +24,23 @@ ChannelRouter::ChannelRouter(asio::io_context& ctx, const ServerOptions& options
       name_{name},
       dispatcher_{dispatcher},
       control_{asio::make_strand(ctx)},
+      max_conns_{effective_max_conns(options)},
       channel_{ctx.get_executor(), kMessageCapacity},
       tasks_{ctx.get_executor()} {}
 
-void ChannelRouter::start(tcp::acceptor& acceptor) {
+void ChannelRouter::start(tcp::acceptor& acceptor, ServerSignals& signals) {
+  signals.start(control_);
   asio::co_spawn(ctx_, dispatcher_(*this, tasks_.add()), log_exception);
   // The accept loop and control() share a strand, so control() may close
   // the acceptor the loop waits on, and read readers_ without a lock.
   asio::co_spawn(control_,
-                 accept_loop(acceptor, accept_errors_, effective_max_conns(options_), live_, stats_, name_,
+                 accept_loop(acceptor, accept_errors_, max_conns_, live_, stats_, name_,
                              [this](std::shared_ptr<Connection> conn) {
                                ++readers_;
                                asio::co_spawn(ctx_, handle_connection(std::move(conn)), log_exception);
                              }),
                  log_exception);
-  asio::co_spawn(control_, control(acceptor), log_exception);
+  asio::co_spawn(control_, control(acceptor, signals), log_exception);
 }
 
 asio::awaitable<void> ChannelRouter::handle_connection(std::shared_ptr<Connection> conn) {
@@ -54,7 +56,8 @@ asio::awaitable<void> ChannelRouter::handle_connection(std::shared_ptr<Connectio
 
   protocol::FrameDecoder decoder{options_.max_frame};
   core::CloseReason reason = core::CloseReason::shutdown;
-  while (!stopping_) {
+  bool refused = false;  // a v2 hello: the dispatcher answers and closes; nothing after it is read
+  while (!stopping_ && !refused) {
     const std::span<char> space = decoder.prepare(kReadChunk);
     auto [ec, n] = co_await conn->socket.async_read_some(
         asio::buffer(space.data(), std::min(space.size(), kReadChunk)), kNothrowAwaitable);
@@ -65,10 +68,24 @@ asio::awaitable<void> ChannelRouter::handle_connection(std::shared_ptr<Connectio
     decoder.commit(n);
     protocol::Frame frame{};
     protocol::DecodeStatus status;
-    while ((status = decoder.peek(frame)) == protocol::DecodeStatus::frame) {
-      // `self.tx.send(Message::Send(dest, m)).await`
-      Message send = Message::frame_for(frame.destination, frame.wire);
-      co_await channel_.async_send(error_code{}, std::move(send), kNothrowAwaitable);
+    while (!refused && (status = decoder.peek(frame)) == protocol::DecodeStatus::frame) {
+      switch (classify_reserved(frame)) {
+        case ReservedFrame::no: {
+          // `self.tx.send(Message::Send(dest, m)).await`
+          Message send = Message::frame_for(frame.destination, frame.wire);
+          co_await channel_.async_send(error_code{}, std::move(send), kNothrowAwaitable);
+          break;
+        }
+        case ReservedFrame::drop:
+          stats_.dropped_no_route();
+          break;
+        case ReservedFrame::hello: {
+          refused = true;
+          Message refusal = Message::refusal_for(conn, hello_refusal(frame.payload));
+          co_await channel_.async_send(error_code{}, std::move(refusal), kNothrowAwaitable);
+          break;
+        }
+      }
       decoder.pop();
     }
     if (status == protocol::DecodeStatus::too_large) {
@@ -81,9 +98,8 @@ asio::awaitable<void> ChannelRouter::handle_connection(std::shared_ptr<Connectio
   co_await channel_.async_send(error_code{}, std::move(left), kNothrowAwaitable);
 }
 
-asio::awaitable<void> ChannelRouter::control(tcp::acceptor& acceptor) {
-  asio::signal_set signals{co_await asio::this_coro::executor, SIGINT, SIGTERM, SIGUSR1};
-  co_await wait_for_stop_signal(signals, stats_, name_, options_.drain_timeout);
+asio::awaitable<void> ChannelRouter::control(tcp::acceptor& acceptor, ServerSignals& signals) {
+  co_await signals.wait_stop(options_.drain_timeout);
   const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
 
   // Stop accepting and reading: readers blocked in a read see end-of-file,
@@ -97,26 +113,31 @@ asio::awaitable<void> ChannelRouter::control(tcp::acceptor& acceptor) {
   asio::co_spawn(ctx_, channel_.async_send(error_code{}, Message::stop_after(readers_), asio::use_awaitable),
                  log_exception);
 
-  if (!co_await wait_drained(tasks_, signals, deadline)) {
+  if (!co_await signals.wait_drained(tasks_, deadline)) {
     spdlog::warn("{}: drain timeout or second signal: shutting every connection down now", name_);
     // Pending writes fail at once, so the dispatcher and the writers run to the end.
     forced_ = true;
     live_.shutdown_all(tcp::socket::shutdown_both);
     co_await tasks_.wait_until(std::chrono::steady_clock::now() + std::chrono::hours{24});
   }
+  signals.close();  // the last work: run() can return
 }
 
 int ChannelRouter::serve(const ServerOptions& options, AtomicStats& stats, std::string_view name,
                          Dispatcher dispatcher) {
+  check_supported(options, name);
   net::ignore_sigpipe();  // Asio sends with MSG_NOSIGNAL already; this covers anything else
   const unsigned threads = thread_count(options.threads);
   asio::io_context ctx{static_cast<int>(threads)};
   tcp::acceptor acceptor = open_acceptor(ctx.get_executor(), options.listen);
   ChannelRouter router{ctx, options, stats, name, dispatcher};
+  // Signals are taken and every thread runs before the server says it listens.
+  ServerSignals signals{ctx, stats, name};
+  ThreadPool pool{ctx, threads};  // throws StartupError if a thread cannot be made
 
   announce(acceptor, options, name, threads);
-  router.start(acceptor);
-  run_on_threads(ctx, threads);  // returns once every coroutine has ended
+  router.start(acceptor, signals);
+  pool.run();  // returns once every coroutine has ended
   return 0;
 }
 

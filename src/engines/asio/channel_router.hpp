@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct Message {
     disconnected,  // a reader ended (always its last message): `conn`, and `reason`, which is
                    // `shutdown` when it stopped because the server is stopping
     stop,          // the server is stopping: dispatch until `readers` readers have disconnected, then close
+    refused,       // `conn` sent a v2 hello: write it `wire` (the refusal), then close it. Its reader
+                   // has stopped reading; its `disconnected` follows.
   };
   Kind kind = Kind::stop;
   std::shared_ptr<Connection> conn;
@@ -62,6 +65,13 @@ struct Message {
     m.kind = Kind::disconnected;
     m.conn = std::move(c);
     m.reason = why;
+    return m;
+  }
+  static Message refusal_for(std::shared_ptr<Connection> c, std::string_view reply) {
+    Message m;
+    m.kind = Kind::refused;
+    m.conn = std::move(c);
+    m.wire.assign(reply.begin(), reply.end());
     return m;
   }
   static Message stop_after(std::size_t reader_count) {
@@ -91,7 +101,7 @@ class ChannelRouter {
   static int serve(const ServerOptions& options, AtomicStats& stats, std::string_view name,
                    Dispatcher dispatcher);
 
-  void start(tcp::acceptor& acceptor);
+  void start(tcp::acceptor& acceptor, ServerSignals& signals);
 
   // For the dispatcher (any thread).
   MessageChannel& messages() noexcept { return channel_; }
@@ -106,7 +116,7 @@ class ChannelRouter {
 
  private:
   asio::awaitable<void> handle_connection(std::shared_ptr<Connection> conn);
-  asio::awaitable<void> control(tcp::acceptor& acceptor);
+  asio::awaitable<void> control(tcp::acceptor& acceptor, ServerSignals& signals);
   asio::awaitable<void> send(Message message);
 
   asio::io_context& ctx_;
@@ -115,6 +125,7 @@ class ChannelRouter {
   std::string_view name_;
   Dispatcher dispatcher_;
   asio::strand<asio::io_context::executor_type> control_;  // accept loop and control()
+  std::size_t max_conns_;  // from the open-files limit at start-up, as announced
   LiveSockets live_;  // before anything that may hold a Connection: it must outlive them
   MessageChannel channel_;
   AcceptErrors accept_errors_;  // control strand only

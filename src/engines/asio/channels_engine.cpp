@@ -97,6 +97,18 @@ asio::awaitable<void> message_dispatcher(ChannelRouter& router, WaitGroup::Token
           close_client(router, connections, *message.conn, message.reason);
         }
         break;
+      case Message::Kind::refused: {
+        // A v2 hello: written like a frame to the client, then the client is closed.
+        Connection& c = *message.conn;
+        if (c.closed) break;
+        log_refused_hello(c.id, c.peer, "channels", router.warnings());
+        const WriteResult result = co_await writer.write(message.conn, message.wire);
+        close_client(router, connections, c,
+                     result.status == WriteResult::Status::written  ? kRefusedHelloClose
+                     : result.status == WriteResult::Status::failed ? close_reason(result.ec)
+                                                                    : core::CloseReason::slow_consumer);
+        break;
+      }
       case Message::Kind::stop:
         break;  // StopCondition took note
     }

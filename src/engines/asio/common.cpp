@@ -3,6 +3,9 @@
 #include "engines/asio/asio_engine.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <spdlog/sinks/sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -26,6 +29,9 @@ namespace sb::engines::asio_engines {
 namespace {
 
 constexpr auto kAcceptBackoff = std::chrono::milliseconds{100};
+// Connections taken per readiness of the listener, so that a flood of them
+// does not hold the control strand for long.
+constexpr int kAcceptBatch = 64;
 
 net::Fd open_spare() {
   return net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
@@ -81,12 +87,56 @@ unsigned thread_count(unsigned requested) noexcept {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-void run_on_threads(asio::io_context& ctx, unsigned threads) {
-  std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&ctx] { ctx.run(); });
-  ctx.run();
-  for (auto& t : pool) t.join();
+void check_supported(const ServerOptions& options, std::string_view engine) {
+  if (!options.auth_token_file.empty()) {
+    throw net::StartupError("engine " + std::string{engine} +
+                            " does not support protocol v2, so it cannot authenticate clients: "
+                            "--auth-token-file needs --engine reactor");
+  }
+}
+
+// ---- ThreadPool ----
+
+ThreadPool::ThreadPool(asio::io_context& ctx, unsigned threads) : ctx_{ctx} {
+  // Big read buffers (a frame parked near --max-frame) grow by doubling and
+  // are freed on every step. With glibc's sliding mmap threshold, the first
+  // free of a mapped buffer raises the threshold, later ones land in the
+  // per-thread arenas and stay resident: a parked frame then costs more than
+  // its own size. A fixed threshold keeps every buffer over 128 KiB mapped
+  // and returned to the system when freed. Process-wide, and harmless for
+  // the rest of the process.
+  ::mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  guard_.emplace(ctx_.get_executor());
+  threads_.reserve(threads > 0 ? threads - 1 : 0);
+  for (unsigned i = 1; i < threads; ++i) {
+    try {
+      threads_.emplace_back([this] { ctx_.run(); });
+    } catch (const std::system_error& e) {
+      const std::size_t started = threads_.size() + 1;
+      stop_and_join();
+      throw net::StartupError("cannot start " + std::to_string(threads) + " threads (" +
+                              std::to_string(started) + " running): " + e.what());
+    }
+  }
+}
+
+ThreadPool::~ThreadPool() {
+  stop_and_join();
+}
+
+void ThreadPool::run() {
+  guard_.reset();
+  ctx_.run();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+void ThreadPool::stop_and_join() noexcept {
+  if (threads_.empty()) return;
+  guard_.reset();
+  ctx_.stop();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
 }
 
 tcp::acceptor open_acceptor(const asio::any_io_executor& ex, const net::Endpoint& where) {
@@ -147,34 +197,31 @@ void log_closed(ClientId id, std::string_view peer, core::CloseReason reason, co
 
 AcceptErrors::AcceptErrors() : spare_{open_spare()} {}
 
-bool AcceptErrors::handle(tcp::acceptor& acceptor, const error_code& ec, AtomicStats& stats,
-                          std::string_view engine) {
-  if (ec == asio::error::connection_aborted || ec == asio::error::interrupted ||
-      ec == asio::error::would_block) {
-    return false;
-  }
+AcceptErrors::Next AcceptErrors::on_error(tcp::acceptor& acceptor, const error_code& ec, AtomicStats& stats,
+                                          std::string_view engine) {
+  if (ec == asio::error::would_block || ec == asio::error::try_again) return Next::wait_readable;
+  if (ec == asio::error::connection_aborted || ec == asio::error::interrupted) return Next::accept;
   if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
     if (!spare_) {
       spare_ = open_spare();
-      return true;  // still none to spare: wait for descriptors to come back
+      return Next::back_off;  // still none to spare: wait for descriptors to come back
     }
     spare_.reset();
     error_code ignored;
-    tcp::socket victim = acceptor.accept(ignored);  // non-blocking: would_block if it went away
+    tcp::socket victim = acceptor.accept(ignored);  // non-blocking: would_block if none is pending
     const bool took = victim.is_open();
-    victim.close(ignored);
+    victim.close(ignored);  // before the spare is reopened: it holds the descriptor the spare gave up
     spare_ = open_spare();
-    if (took) {
-      stats.rejected();
-      log_reject(engine, "out of file descriptors", stats);
-    }
-    return false;
+    if (!took) return Next::wait_readable;
+    stats.rejected();
+    log_reject(engine, "out of file descriptors", stats);
+    return Next::accept;
   }
   std::uint64_t suppressed = 0;
   if (log_.allow(suppressed)) {
     spdlog::warn("{}: accept failed: {} ({} similar lines suppressed)", engine, ec.message(), suppressed);
   }
-  return true;
+  return Next::back_off;
 }
 
 void AcceptErrors::stop_accepting(tcp::acceptor& acceptor) noexcept {
@@ -238,32 +285,77 @@ asio::awaitable<bool> WaitGroup::wait_until(std::chrono::steady_clock::time_poin
   co_return true;
 }
 
-// ---- the control coroutine's waits ----
+// ---- ServerSignals ----
 
-asio::awaitable<void> wait_for_stop_signal(asio::signal_set& signals, const AtomicStats& stats,
-                                           std::string_view engine, std::chrono::milliseconds drain_timeout) {
+ServerSignals::ServerSignals(asio::io_context& ctx, const AtomicStats& stats, std::string_view engine)
+    : set_{ctx, SIGINT, SIGTERM, SIGUSR1}, stats_{stats}, engine_{engine}, stops_{ctx.get_executor(), 2} {
+  set_.add(SIGHUP);  // throws on failure, as the constructor does: a start-up error either way
+}
+
+ServerSignals::~ServerSignals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (const int s : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) sigaddset(&mask, s);
+  ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+}
+
+void ServerSignals::start(const asio::any_io_executor& strand) {
+  asio::co_spawn(strand, take_signals(), log_exception);
+}
+
+void ServerSignals::close() {
+  error_code ignored;
+  set_.cancel(ignored);
+}
+
+asio::awaitable<void> ServerSignals::take_signals() {
   for (;;) {
-    auto [ec, signo] = co_await signals.async_wait(kNothrowAwaitable);
-    if (!ec && signo == SIGUSR1) {
-      spdlog::info("stats: {}", stats.snapshot().summary());
-      continue;
+    auto [ec, signo] = co_await set_.async_wait(kNothrowAwaitable);
+    if (ec) co_return;  // close()
+    switch (signo) {
+      case SIGUSR1:
+        log_stats_now(stats_);
+        break;
+      case SIGHUP:
+        spdlog::info("{}: SIGHUP: nothing to reload (this engine reads no file)", engine_);
+        break;
+      default:
+        // A third SIGTERM finds the channel full: the second already stops the drain.
+        stops_.try_send(error_code{}, signo);
+        break;
     }
-    spdlog::info("{}: signal {}: no longer accepting or reading; draining for up to {} ms", engine, signo,
-                 drain_timeout.count());
-    error_code ignored;
-    signals.remove(SIGUSR1, ignored);  // from now on any signal means "stop now"
-    co_return;
   }
 }
 
-asio::awaitable<bool> wait_drained(WaitGroup& group, asio::signal_set& signals,
-                                   std::chrono::steady_clock::time_point deadline) {
+asio::awaitable<void> ServerSignals::wait_stop(std::chrono::milliseconds drain_timeout) {
+  auto [ec, signo] = co_await stops_.async_receive(kNothrowAwaitable);
+  spdlog::info("{}: signal {}: no longer accepting or reading; draining for up to {} ms", engine_, signo,
+               drain_timeout.count());
+}
+
+asio::awaitable<bool> ServerSignals::wait_drained(WaitGroup& group, std::chrono::steady_clock::time_point deadline) {
   const asio::any_io_executor ex = co_await asio::this_coro::executor;
-  auto race = asio::experimental::make_parallel_group(
-      asio::co_spawn(ex, group.wait_until(deadline), asio::deferred), signals.async_wait(asio::deferred));
-  auto [order, failed, drained, signal_ec, signo] =
+  auto race = asio::experimental::make_parallel_group(asio::co_spawn(ex, group.wait_until(deadline), asio::deferred),
+                                                      stops_.async_receive(asio::deferred));
+  auto [order, failed, drained, stop_ec, signo] =
       co_await std::move(race).async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
   co_return order[0] == 0 && !failed && drained;
+}
+
+void log_stats_now(const AtomicStats& stats) {
+  const std::string line = "stats: " + stats.snapshot().summary();
+  auto logger = spdlog::default_logger();
+  if (logger->should_log(spdlog::level::info)) {
+    logger->info("{}", line);
+    return;
+  }
+  // The level hides info lines: hand this one to the sinks directly, in the
+  // log's own format.
+  const spdlog::details::log_msg msg{logger->name(), spdlog::level::info, line};
+  for (const auto& sink : logger->sinks()) {
+    sink->log(msg);
+    sink->flush();
+  }
 }
 
 // ---- accept_loop ----
@@ -271,29 +363,38 @@ asio::awaitable<bool> wait_drained(WaitGroup& group, asio::signal_set& signals,
 asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, AcceptErrors& errors, std::size_t max_conns,
                                   LiveSockets& live, AtomicStats& stats, std::string_view engine,
                                   std::function<void(std::shared_ptr<Connection>)> on_connection) {
+  // As the reactor: wait until the listener is readable, then take what its
+  // backlog holds with non-blocking accepts. (Not async_accept: out of
+  // descriptors, it fails at once however often it is retried, even with
+  // nothing to accept, and the loop would spin.)
   asio::steady_timer backoff{co_await asio::this_coro::executor};
   while (acceptor.is_open()) {
-    auto [ec, socket] = co_await acceptor.async_accept(kNothrowAwaitable);
-    if (ec == asio::error::operation_aborted || !acceptor.is_open()) break;
-    if (ec) {
-      if (errors.handle(acceptor, ec, stats, engine)) {
-        backoff.expires_after(kAcceptBackoff);
-        co_await backoff.async_wait(kNothrowAwaitable);
+    auto [wait_ec] = co_await acceptor.async_wait(tcp::acceptor::wait_read, kNothrowAwaitable);
+    if (wait_ec == asio::error::operation_aborted || !acceptor.is_open()) break;
+    for (int i = 0; i < kAcceptBatch && acceptor.is_open(); ++i) {
+      error_code ec;
+      tcp::socket socket = acceptor.accept(ec);  // the acceptor is non-blocking
+      if (ec) {
+        const AcceptErrors::Next next = errors.on_error(acceptor, ec, stats, engine);
+        if (next == AcceptErrors::Next::accept) continue;
+        if (next == AcceptErrors::Next::back_off) {
+          backoff.expires_after(kAcceptBackoff);
+          co_await backoff.async_wait(kNothrowAwaitable);
+        }
+        break;
       }
-      continue;
+      if (stats.live() >= max_conns) {
+        stats.rejected();
+        errors.log_reject(engine, "connection limit reached", stats);
+        continue;  // the socket closes as it goes out of scope
+      }
+      socket.set_option(tcp::no_delay(true), ec);
+      // Set before the socket is shared: see Connection.
+      socket.non_blocking(true, ec);
+      auto conn = std::make_shared<Connection>(std::move(socket), live);
+      stats.accepted();
+      on_connection(std::move(conn));
     }
-    if (stats.live() >= max_conns) {
-      stats.rejected();
-      errors.log_reject(engine, "connection limit reached", stats);
-      continue;  // the socket closes as it goes out of scope
-    }
-    error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    // Set before the socket is shared: see Connection.
-    socket.non_blocking(true, ignored);
-    auto conn = std::make_shared<Connection>(std::move(socket), live);
-    stats.accepted();
-    on_connection(std::move(conn));
   }
 }
 
@@ -345,20 +446,20 @@ asio::awaitable<WriteResult> FrameWriter::write(std::shared_ptr<Connection> dest
     case core::SlowConsumerPolicy::backpressure:
       break;
   }
+  stats_.sender_paused();  // counted as the wait begins: it may last up to stall_timeout
   asio::steady_timer stall{dest->socket.get_executor(), config_.stall_timeout};
   auto [order, write_ec, written, timer_ec] =
       co_await asio::experimental::make_parallel_group(
           asio::async_write(dest->socket, asio::buffer(rest.data(), rest.size()), asio::deferred),
           stall.async_wait(asio::deferred))
           .async_wait(asio::experimental::wait_for_one(), asio::use_awaitable);
-  if (order[0] == 1) co_return WriteResult{Status::slow_consumer, {}, true};
-  if (write_ec) co_return WriteResult{Status::failed, write_ec, true};
-  co_return WriteResult{Status::written, {}, true};
+  if (order[0] == 1) co_return WriteResult{Status::slow_consumer, {}};
+  if (write_ec) co_return WriteResult{Status::failed, write_ec};
+  co_return WriteResult{Status::written, {}};
 }
 
 std::optional<core::CloseReason> count_write(const WriteResult& result, std::size_t bytes,
                                              AtomicStats& stats) {
-  if (result.waited) stats.sender_paused();
   switch (result.status) {
     case WriteResult::Status::written:
       stats.routed(bytes);
@@ -374,6 +475,61 @@ std::optional<core::CloseReason> count_write(const WriteResult& result, std::siz
       return close_reason(result.ec);  // it is gone
   }
   return std::nullopt;
+}
+
+// ---- Protocol v2 refusal ----
+
+ReservedFrame classify_reserved(const protocol::Frame& frame) noexcept {
+  if (!protocol::is_reserved(frame.destination)) return ReservedFrame::no;
+  const std::string_view payload{frame.payload.data(), frame.payload.size()};
+  if (to_u32(frame.destination) == protocol::kServerId && payload.starts_with(protocol::kHelloPrefix)) {
+    return ReservedFrame::hello;
+  }
+  return ReservedFrame::drop;
+}
+
+namespace {
+
+// The value of the first `nonce=` field after the version word, if it is
+// 16..64 characters of [0-9a-f]; empty otherwise.
+std::string_view well_formed_nonce(std::string_view hello) {
+  constexpr std::string_view kKey = "nonce=";
+  std::size_t pos = hello.find(' ');
+  while (pos != std::string_view::npos) {
+    const std::size_t start = pos + 1;
+    const std::size_t end = std::min(hello.find(' ', start), hello.size());
+    const std::string_view word = hello.substr(start, end - start);
+    if (word.starts_with(kKey)) {
+      const std::string_view value = word.substr(kKey.size());
+      const bool hex = std::all_of(value.begin(), value.end(),
+                                   [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
+      return hex && value.size() >= 16 && value.size() <= 64 ? value : std::string_view{};
+    }
+    pos = end < hello.size() ? end : std::string_view::npos;
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string hello_refusal(std::span<const char> hello_payload) {
+  const std::string_view nonce = well_formed_nonce({hello_payload.data(), hello_payload.size()});
+  std::string reply = "switchboard/2 error ";
+  if (!nonce.empty()) {
+    reply += "nonce=";
+    reply += nonce;
+    reply += ' ';
+  }
+  reply += "unsupported";
+  reply += '\0';  // every v1 delivery ends with its NUL
+  return reply;
+}
+
+void log_refused_hello(ClientId id, std::string_view peer, std::string_view engine, SharedRateLimit& limit) {
+  std::uint64_t suppressed = 0;
+  if (!limit.allow(suppressed)) return;
+  spdlog::info("client {} ({}) asked for protocol v2, which engine {} does not support: refused, closing ({} lines suppressed)",
+               to_u32(id), peer, engine, suppressed);
 }
 
 AsioEngine::AsioEngine(ServerOptions options)

@@ -13,6 +13,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/concurrent_channel.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -29,7 +30,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_set>
+#include <vector>
 #include <utility>
 
 #include "core/config.hpp"
@@ -39,6 +42,8 @@
 #include "net/fd.hpp"
 #include "net/log.hpp"
 #include "protocol/client_id.hpp"
+#include "protocol/frame_decoder.hpp"
+#include "protocol/v2.hpp"
 
 namespace sb::engines::asio_engines {
 
@@ -94,14 +99,15 @@ class AtomicStats {
 };
 
 // IDs are unique and never reused while the server runs: a 32-bit counter
-// that, once it wraps, skips the IDs still live. Not thread-safe: whoever owns
-// the client table owns the allocator.
+// that, once it wraps, skips the IDs still live, and never hands out the
+// reserved IDs of protocol v2 (0xFFFFFF00..0xFFFFFFFF). Not thread-safe:
+// whoever owns the client table owns the allocator.
 class IdAllocator {
  public:
   explicit IdAllocator(std::uint32_t first) noexcept : next_{first} {}
   template <typename IsLive>
   ClientId next(IsLive&& is_live) {
-    while (is_live(ClientId{next_})) ++next_;
+    while (protocol::is_reserved(ClientId{next_}) || is_live(ClientId{next_})) ++next_;
     return ClientId{next_++};
   }
 
@@ -118,8 +124,31 @@ void log_exception(const std::exception_ptr& e);
 
 // ServerOptions::threads, with 0 meaning one per core.
 unsigned thread_count(unsigned requested) noexcept;
-// Runs `ctx` on `threads` threads (the caller's included) until it runs out of work.
-void run_on_threads(asio::io_context& ctx, unsigned threads);
+
+// Throws net::StartupError for what these engines do not offer: protocol v2
+// authentication (--auth-token-file). Called first thing in run().
+void check_supported(const ServerOptions& options, std::string_view engine);
+
+// The pool that runs `ctx`: its threads are started by the constructor, kept
+// idle by a work guard, so that a thread the system refuses is a start-up
+// error (net::StartupError, every started thread joined again) before the
+// server says it listens. run() lets them work, runs `ctx` on the caller's
+// thread too, and returns once it has run out of work and all are joined.
+class ThreadPool {
+ public:
+  ThreadPool(asio::io_context& ctx, unsigned threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+  void run();
+
+ private:
+  void stop_and_join() noexcept;
+
+  asio::io_context& ctx_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::vector<std::thread> threads_;
+};
 
 // Binds `where` (throws net::StartupError, with the reactor's messages: the
 // socket comes from net::listen_tcp) and wraps it as an acceptor on `ex`.
@@ -135,9 +164,20 @@ void announce(const tcp::acceptor& acceptor, const ServerOptions& options, std::
 // reopened. One owner (the accept loop, or whoever shares its strand).
 class AcceptErrors {
  public:
+  // What the accept loop does next.
+  enum class Next {
+    accept,         // accept again at once
+    wait_readable,  // the backlog is empty: wait for the listener to become readable. (Out of
+                    // descriptors, accept() fails with EMFILE even when nothing is pending, so
+                    // retrying at once would spin.)
+    back_off,       // wait briefly, then accept again
+  };
   AcceptErrors();
+  Next on_error(tcp::acceptor& acceptor, const error_code& ec, AtomicStats& stats, std::string_view engine);
   // Returns true if the caller should back off briefly before accepting again.
-  bool handle(tcp::acceptor& acceptor, const error_code& ec, AtomicStats& stats, std::string_view engine);
+  bool handle(tcp::acceptor& acceptor, const error_code& ec, AtomicStats& stats, std::string_view engine) {
+    return on_error(acceptor, ec, stats, engine) == Next::back_off;
+  }
   // Logs a refused connection, rate-limited.
   void log_reject(std::string_view engine, std::string_view why, const AtomicStats& stats);
   // Stops accepting for good: closes the acceptor and gives the spare
@@ -250,14 +290,46 @@ class WaitGroup {
   asio::experimental::concurrent_channel<void(error_code)> zero_;
 };
 
-// The control coroutine's two waits. The first returns at SIGINT or SIGTERM
-// (`signals` also holds SIGUSR1, which logs the counters and waits on); the
-// second returns true once `group` is empty, false if `deadline` or another
-// signal (the operator insisting) comes first.
-asio::awaitable<void> wait_for_stop_signal(asio::signal_set& signals, const AtomicStats& stats,
-                                           std::string_view engine, std::chrono::milliseconds drain_timeout);
-asio::awaitable<bool> wait_drained(WaitGroup& group, asio::signal_set& signals,
-                                   std::chrono::steady_clock::time_point deadline);
+// The signals of the three pool engines, taken from before the server says it
+// listens until run() returns, so that none of them can kill it:
+//   SIGINT, SIGTERM  the first starts the drain (wait_stop returns); another
+//                    during the drain stops waiting for it (wait_drained)
+//   SIGUSR1          logs the stats line, at any moment, whatever the log level
+//   SIGHUP           logs that there is nothing to reload
+// A signal that comes before start() waits in the signal_set. The
+// destructor blocks these signals in the calling thread (by then the only
+// one) before Asio gives their handlers back, so a late one waits
+// harmlessly until the process exits. Thread: the control strand.
+class ServerSignals {
+ public:
+  ServerSignals(asio::io_context& ctx, const AtomicStats& stats, std::string_view engine);
+  ~ServerSignals();
+  ServerSignals(const ServerSignals&) = delete;
+  ServerSignals& operator=(const ServerSignals&) = delete;
+
+  // Starts taking signals on `strand` (the control coroutine's).
+  void start(const asio::any_io_executor& strand);
+  // Returns at the first SIGINT or SIGTERM.
+  asio::awaitable<void> wait_stop(std::chrono::milliseconds drain_timeout);
+  // True once `group` is empty; false if `deadline` or another SIGINT or
+  // SIGTERM (the operator insisting) comes first.
+  asio::awaitable<bool> wait_drained(WaitGroup& group, std::chrono::steady_clock::time_point deadline);
+  // Stops taking signals, so that the io_context can run out of work.
+  void close();
+
+ private:
+  asio::awaitable<void> take_signals();
+
+  asio::signal_set set_;
+  const AtomicStats& stats_;
+  std::string_view engine_;
+  // SIGINT and SIGTERM, handed from take_signals() to the waits above.
+  asio::experimental::concurrent_channel<void(error_code, int)> stops_;
+};
+
+// Logs the stats line at info level, or straight to the log's sinks when
+// the level hides info: SIGUSR1 asks for it whatever the level.
+void log_stats_now(const AtomicStats& stats);
 
 // The article's "accept, spawn a task per connection" loop: accepts until the
 // acceptor is closed, refuses connections while `max_conns` are live, and
@@ -281,10 +353,13 @@ asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, AcceptErrors& errors,
 //                 task of its own, counted in `tasks`, and frames for that
 //                 destination are dropped until it is done: frames arrive
 //                 whole or not at all, and nobody waits.
+//
+// A write that has to wait (backpressure) counts a sender pause when the
+// wait begins, so that the counter shows senders blocked now, not only
+// those that were blocked.
 struct WriteResult {
   enum class Status { written, dropped, slow_consumer, failed } status = Status::written;
-  error_code ec;        // for `failed`
-  bool waited = false;  // backpressure: the caller waited for the destination
+  error_code ec;  // for `failed`
 };
 class FrameWriter {
  public:
@@ -302,5 +377,28 @@ class FrameWriter {
 // destination must now be closed, if it must.
 std::optional<core::CloseReason> count_write(const WriteResult& result, std::size_t bytes,
                                              AtomicStats& stats);
+
+// ---- Protocol v2, which these engines refuse (DESIGN.md 1b) ----
+//
+// A v1 frame to the server (0xFFFFFFFF) whose payload begins with
+// `switchboard/` is a hello: it is answered with the v1 delivery
+// `switchboard/2 error[ nonce=<NONCE>] unsupported` and the connection is
+// closed once that is written. Any other frame to a reserved ID is no_route.
+enum class ReservedFrame {
+  no,     // an ordinary frame: route it
+  hello,  // refuse the upgrade, then close
+  drop,   // to a reserved ID: dropped as no_route
+};
+ReservedFrame classify_reserved(const protocol::Frame& frame) noexcept;
+// The refusal's bytes as the client receives them (payload and its NUL).
+// A small local parser: the nonce is echoed only when well-formed (16..64
+// of [0-9a-f]). TODO: use protocol::parse_hello once it is implemented.
+std::string hello_refusal(std::span<const char> hello_payload);
+// How a refused client's close is counted: core has no reason of its own
+// for it yet; the client asked for something this engine does not speak,
+// and leaves as a peer would.
+inline constexpr core::CloseReason kRefusedHelloClose = core::CloseReason::peer_closed;
+// The log line for it (info, rate-limited: a client can cause it at will).
+void log_refused_hello(ClientId id, std::string_view peer, std::string_view engine, SharedRateLimit& limit);
 
 }  // namespace sb::engines::asio_engines

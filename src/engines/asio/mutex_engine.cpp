@@ -18,6 +18,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
+#include <optional>
+#include <string>
 #include <unordered_map>
 #include <utility>
 
@@ -79,6 +81,7 @@ class Server {
         options_{options},
         stats_{stats},
         control_{asio::make_strand(ctx)},
+        max_conns_{effective_max_conns(options)},
         lock_{ctx.get_executor()},
         ids_{options.router.first_id},
         tasks_{ctx.get_executor()},
@@ -86,15 +89,16 @@ class Server {
 
   // The accept loop and the control coroutine share one strand, so the
   // control coroutine may close the acceptor the loop is waiting on.
-  void start(tcp::acceptor& acceptor) {
+  void start(tcp::acceptor& acceptor, ServerSignals& signals) {
+    signals.start(control_);
     asio::co_spawn(
         control_,
-        accept_loop(acceptor, accept_errors_, effective_max_conns(options_), live_, stats_, "mutex",
+        accept_loop(acceptor, accept_errors_, max_conns_, live_, stats_, "mutex",
                     [this](std::shared_ptr<Connection> conn) {
                       asio::co_spawn(ctx_, handle_connection(std::move(conn), tasks_.add()), log_exception);
                     }),
         log_exception);
-    asio::co_spawn(control_, control(acceptor), log_exception);
+    asio::co_spawn(control_, control(acceptor, signals), log_exception);
   }
 
  private:
@@ -102,13 +106,15 @@ class Server {
 
   asio::awaitable<void> handle_connection(std::shared_ptr<Connection> conn, WaitGroup::Token token);
   asio::awaitable<void> route(const protocol::Frame& frame);
+  asio::awaitable<void> refuse_hello(std::shared_ptr<Connection> conn, std::string reply);
   void close_locked(Table::iterator it, core::CloseReason reason);
-  asio::awaitable<void> control(tcp::acceptor& acceptor);
+  asio::awaitable<void> control(tcp::acceptor& acceptor, ServerSignals& signals);
 
   asio::io_context& ctx_;
   const ServerOptions& options_;
   AtomicStats& stats_;
   asio::strand<asio::io_context::executor_type> control_;
+  std::size_t max_conns_;  // from the open-files limit at start-up, as announced
   LiveSockets live_;  // before anything that may hold a Connection: it must outlive them
 
   // The article's `connections: Mutex<Vec<OwnedWriteHalf>>`. Whoever holds
@@ -147,7 +153,8 @@ asio::awaitable<void> Server::handle_connection(std::shared_ptr<Connection> conn
   // frame, route each one (taking the lock per frame, as the article does).
   protocol::FrameDecoder decoder{options_.max_frame};
   core::CloseReason reason = core::CloseReason::shutdown;
-  while (!stopping_) {
+  std::optional<std::string> refusal;  // set by a v2 hello: answer it, then close
+  while (!stopping_ && !refusal) {
     const std::span<char> space = decoder.prepare(kReadChunk);
     auto [ec, n] = co_await conn->socket.async_read_some(
         asio::buffer(space.data(), std::min(space.size(), kReadChunk)), kNothrowAwaitable);
@@ -158,14 +165,28 @@ asio::awaitable<void> Server::handle_connection(std::shared_ptr<Connection> conn
     decoder.commit(n);
     protocol::Frame frame{};
     protocol::DecodeStatus status;
-    while ((status = decoder.peek(frame)) == protocol::DecodeStatus::frame) {
-      co_await route(frame);
+    while (!refusal && (status = decoder.peek(frame)) == protocol::DecodeStatus::frame) {
+      switch (classify_reserved(frame)) {
+        case ReservedFrame::no:
+          co_await route(frame);
+          break;
+        case ReservedFrame::drop:
+          stats_.dropped_no_route();
+          break;
+        case ReservedFrame::hello:
+          refusal = hello_refusal(frame.payload);  // what follows it is never read
+          break;
+      }
       decoder.pop();
     }
     if (status == protocol::DecodeStatus::too_large) {
       reason = core::CloseReason::oversized_frame;
       break;
     }
+  }
+  if (refusal) {
+    co_await refuse_hello(std::move(conn), std::move(*refusal));
+    co_return;
   }
 
   // While draining, the connection stays in the table: other readers may
@@ -191,6 +212,23 @@ asio::awaitable<void> Server::route(const protocol::Frame& frame) {
   if (const auto reason = count_write(result, frame.wire.size(), stats_)) close_locked(it, *reason);
 }
 
+// A v2 hello: the refusal is written like any frame to the client (with the
+// lock held), then the client is closed.
+asio::awaitable<void> Server::refuse_hello(std::shared_ptr<Connection> conn, std::string reply) {
+  auto guard = co_await lock_.lock();
+  const auto it = connections_.find(conn->id);
+  if (it == connections_.end() || it->second != conn) co_return;  // a writer closed it already
+  log_refused_hello(conn->id, conn->peer, "mutex", warn_log_);
+  const WriteResult result = co_await writer_.write(conn, reply);
+  if (result.status == WriteResult::Status::failed) {
+    close_locked(it, close_reason(result.ec));
+  } else if (result.status != WriteResult::Status::written) {
+    close_locked(it, core::CloseReason::slow_consumer);
+  } else {
+    close_locked(it, kRefusedHelloClose);
+  }
+}
+
 // Removes a client from the table (the caller holds lock_), counts and logs
 // it, and shuts its socket down so that its reader ends; the reader's is the
 // last reference, and the socket closes with it.
@@ -204,9 +242,8 @@ void Server::close_locked(Table::iterator it, core::CloseReason reason) {
   connections_.erase(it);
 }
 
-asio::awaitable<void> Server::control(tcp::acceptor& acceptor) {
-  asio::signal_set signals{co_await asio::this_coro::executor, SIGINT, SIGTERM, SIGUSR1};
-  co_await wait_for_stop_signal(signals, stats_, "mutex", options_.drain_timeout);
+asio::awaitable<void> Server::control(tcp::acceptor& acceptor, ServerSignals& signals) {
+  co_await signals.wait_stop(options_.drain_timeout);
 
   // Stop accepting and reading. Readers blocked in a read see end-of-file;
   // the others finish routing the frames they hold, then end.
@@ -215,7 +252,7 @@ asio::awaitable<void> Server::control(tcp::acceptor& acceptor) {
   live_.shutdown_all(tcp::socket::shutdown_receive);
 
   const auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
-  if (!co_await wait_drained(tasks_, signals, deadline)) {
+  if (!co_await signals.wait_drained(tasks_, deadline)) {
     spdlog::warn("mutex: drain timeout or second signal: shutting every connection down now");
     // Pending writes fail at once, the lock passes quickly, every reader ends.
     forced_ = true;
@@ -230,20 +267,25 @@ asio::awaitable<void> Server::control(tcp::acceptor& acceptor) {
     log_closed(conn->id, conn->peer, core::CloseReason::shutdown, options_, warn_log_);
   }
   connections_.clear();  // the last references: the sockets close here
+  signals.close();       // the last work: run() can return
 }
 
 }  // namespace
 
 int MutexEngine::run() {
+  check_supported(options_, "mutex");
   net::ignore_sigpipe();  // Asio sends with MSG_NOSIGNAL already; this covers anything else
   const unsigned threads = thread_count(options_.threads);
   asio::io_context ctx{static_cast<int>(threads)};
   tcp::acceptor acceptor = open_acceptor(ctx.get_executor(), options_.listen);
   Server server{ctx, options_, *stats_};
+  // Signals are taken and every thread runs before the server says it listens.
+  ServerSignals signals{ctx, *stats_, "mutex"};
+  ThreadPool pool{ctx, threads};  // throws StartupError if a thread cannot be made
 
   announce(acceptor, options_, "mutex", threads);
-  server.start(acceptor);
-  run_on_threads(ctx, threads);  // returns once every coroutine has ended
+  server.start(acceptor, signals);
+  pool.run();  // returns once every coroutine has ended
   return 0;
 }
 

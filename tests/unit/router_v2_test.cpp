@@ -685,6 +685,8 @@ TEST(RouterAuth, WrongOrMissingTokenIsUnauthorizedThenClosed) {
       {"switchboard/2 nonce=" + kNonce, "switchboard/2 error nonce=" + kNonce + " unauthorized"},
       {"switchboard/2 nonce=" + kNonce + " token=" + kToken + "x", "switchboard/2 error nonce=" + kNonce + " unauthorized"},
       {"switchboard/2 nonce=" + kNonce + " token=" + kToken.substr(1), "switchboard/2 error nonce=" + kNonce + " unauthorized"},
+      {"switchboard/2 nonce=" + kNonce + " token=" + kToken.substr(0, kToken.size() - 1),
+       "switchboard/2 error nonce=" + kNonce + " unauthorized"},
       {"switchboard/1 token=" + kOtherToken, "switchboard/1 error unauthorized"},
       {"switchboard/1", "switchboard/1 error unauthorized"},
   };

@@ -341,6 +341,29 @@ TEST(RouterV2, V1HelloWithoutAuthIsAnsweredOkAndMayUpgradeLater) {
   EXPECT_EQ(r.version(a), 2);
 }
 
+TEST(RouterV2, RepeatedV1HellosMeetTheSendersOwnLimit) {
+  // Each `switchboard/1` hello is answered; a client that repeats it without
+  // reading meets its own max_pending, as with PING, instead of growing its
+  // queue without bound.
+  Router r(config(100));
+  r.on_tick(kT0);
+  const ClientId a = join(r);
+  int handled = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const RouteResult res = hello(r, a, "switchboard/1");
+    if (res == RouteResult::paused) break;
+    ASSERT_EQ(res, RouteResult::handled);
+    ++handled;
+  }
+  EXPECT_LE(r.pending_bytes(a), 100U);
+  EXPECT_GT(handled, 1);
+  EXPECT_TRUE(r.is_paused(a));
+  write(r, a);
+  EXPECT_EQ(take_actions(r), (Actions{"resume " + std::to_string(to_u32(a))}));
+  EXPECT_EQ(hello(r, a, "switchboard/1"), RouteResult::handled);
+  EXPECT_EQ(queued(r, a), "switchboard/1 ok id=" + std::to_string(to_u32(a)) + '\0');
+}
+
 // ---------------------------------------------------------------------------
 // Mixed versions.
 

@@ -217,6 +217,7 @@ class Harness {
         const std::size_t queued = gathered(m->id).size();
         const std::size_t n = how >= 128 ? queued : queued * how / 128;
         router_.on_written(m->id, n);
+        validate_new_actions();
         break;
       }
       case 8: {
@@ -230,6 +231,7 @@ class Harness {
         if (m != nullptr && !m->stopped && !m->read_closed) {
           m->read_closed = true;
           router_.on_read_closed(m->id);
+          validate_new_actions();
         }
         break;
       }
@@ -237,6 +239,7 @@ class Harness {
         const std::uint8_t t = in.byte();
         now_ += std::chrono::milliseconds{std::int64_t{t} * 50};
         router_.on_tick(now_);
+        validate_new_actions();
         break;
       }
       default: {
@@ -253,6 +256,7 @@ class Harness {
         m->stopped = true;  // the engine reads no further after a decode error
         router_.on_decode_error(m->id, (b & 1) != 0 ? p::DecodeStatus::too_large : p::DecodeStatus::bad_frame,
                                 (b & 2) != 0 ? "unknown frame type" : "");
+        validate_new_actions();
         break;
       }
     }
@@ -260,6 +264,7 @@ class Harness {
 
   void connect() {
     const ClientId id = router_.on_connect(next_tag_++);
+    validate_new_actions();
     check(!p::is_reserved(id), "a reserved ID was handed out");
     check(live_.find(to_u32(id)) == live_.end(), "a live ID was handed out again");
     Model m;
@@ -286,6 +291,7 @@ class Harness {
     frame.payload = std::span<const char>(wire.data(), f.payload.size());
     if (f.type == p::FrameType::v1) frame.wire = std::span<const char>(wire.data(), wire.size());
     const RouteResult r = router_.on_frame(m.id, frame);
+    validate_new_actions();
     switch (r) {
       case RouteResult::paused:
         m.paused = true;
@@ -323,6 +329,7 @@ class Harness {
     }
     router_.on_disconnect(it->second.id, reason);
     live_.erase(it);
+    validate_new_actions();
     departed_.push_back(id);
     for (std::uint32_t w : must_resume) {
       bool found = false;
@@ -339,19 +346,22 @@ class Harness {
       if (router_.actions().empty()) break;
       const std::vector<sb::core::Action> actions(router_.actions().begin(), router_.actions().end());
       router_.clear_actions();
+      seen_actions_ = 0;
       std::vector<std::pair<std::uint32_t, CloseReason>> closes;
       std::vector<std::uint32_t> resumes;
       for (const auto& a : actions) {
         if (const auto* r = std::get_if<sb::core::ResumeReading>(&a)) {
+          // Named a live client when issued (checked then); it may have been
+          // closed since, earlier in this batch, and the engine skips it.
           const auto it = live_.find(to_u32(r->client));
-          check(it != live_.end(), "ResumeReading for a client that is not live");
+          if (it == live_.end()) continue;
           check(it->second.paused, "ResumeReading for a client that is not paused");
           it->second.paused = false;
           resumes.push_back(to_u32(r->client));
         } else {
           const auto& c = std::get<sb::core::Close>(a);
           const auto it = live_.find(to_u32(c.client));
-          check(it != live_.end(), "Close for a client that is not live");
+          if (it == live_.end()) continue;
           check(std::none_of(closes.begin(), closes.end(), [&](const auto& x) { return x.first == to_u32(c.client); }),
                 "Close twice in one batch");
           it->second.stopped = true;
@@ -367,6 +377,25 @@ class Harness {
       }
       for (const auto& [id, reason] : closes) disconnect(id, reason);
     }
+  }
+
+  // Every action issued since the last look names a client that is live
+  // now (called after each call into the router), and none closes a client
+  // twice.
+  void validate_new_actions() {
+    const auto actions = router_.actions();
+    for (std::size_t i = seen_actions_; i < actions.size(); ++i) {
+      std::uint32_t id = 0;
+      if (const auto* r = std::get_if<sb::core::ResumeReading>(&actions[i])) {
+        id = to_u32(r->client);
+      } else {
+        id = to_u32(std::get<sb::core::Close>(actions[i]).client);
+        check(!closed_[id], "Close twice for one client");
+        closed_[id] = true;
+      }
+      check(live_.count(id) != 0, "an action names a client that is not live");
+    }
+    seen_actions_ = actions.size();
   }
 
   std::string gathered(ClientId id) const {
@@ -408,6 +437,8 @@ class Harness {
   std::uint64_t next_tag_ = 1;
   std::map<std::uint32_t, Model> live_;
   std::vector<std::uint32_t> departed_;
+  std::map<std::uint32_t, bool> closed_;  // a Close was issued (IDs are not reused in one run)
+  std::size_t seen_actions_ = 0;
 };
 
 }  // namespace

@@ -333,8 +333,15 @@ RouteResult Router::on_hello(Client& from, std::span<const char> payload) {
     from.authenticated = true;
   }
   if (hello.version == 1) {
+    // A v1 client may say hello again and again: like a PONG, the answer
+    // meets the sender's own limit, or its queue would grow without bound.
+    const std::string reply = protocol::encode_v1_ok(from.id);
+    if (const Admit why = admit(from, reply.size() + 1); why != Admit::ok) {
+      const RouteResult r = apply_policy(from, from, why);
+      if (r != RouteResult::queued) return r;
+    }
     ++stats_.hellos_v1;
-    enqueue_v1_reply(from, protocol::encode_v1_ok(from.id));
+    enqueue_v1_reply(from, reply);
     return RouteResult::handled;
   }
   // The welcome is the last v1 delivery; everything queued after it is v2.

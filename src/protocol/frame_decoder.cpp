@@ -51,8 +51,11 @@ void FrameDecoder::feed(std::span<const char> bytes) {
 std::size_t FrameDecoder::unpooled_size(std::size_t need) const noexcept {
   std::size_t want = std::max(need, capacity_ * 2);
   if (v2_ && end_ - begin_ >= kLengthSize) {
-    const std::size_t frame = kLengthSize + load_be32(data_.get() + begin_);
-    if (need <= frame) return frame;
+    // Only a length the decoder accepts sizes the buffer: after too_large
+    // (L up to 4 GiB) more input must not allocate what L claims.
+    const std::size_t length = load_be32(data_.get() + begin_);
+    const std::size_t frame = kLengthSize + length;
+    if (length <= max_payload_ + kSendOverhead && need <= frame) return frame;
   }
   const std::size_t largest = max_payload_ + kIdSize + 1 + need - (end_ - begin_);
   return std::max(need, std::min(want, largest));

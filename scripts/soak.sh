@@ -2,8 +2,10 @@
 # Soak test (not in CI): runs the release server for DURATION under churn,
 # malformed input, floods, receivers that stall and signals (SIGUSR1,
 # SIGHUP), samples its RSS and open file descriptors every second, prints a
-# table, and says whether the end is flat: the last sample within 10% of the
-# first one after the warm-up (the first fifth of the run, at least 5 s).
+# table, and says whether the end is flat: the last samples within 10% of
+# the first ones after the warm-up (the first fifth of the run, at least
+# 5 s; 5 samples averaged on each side), and the fds back to where they
+# started once the load has gone.
 #
 # Usage: scripts/soak.sh DURATION      DURATION: seconds, or 90s, 5m, 2h
 #
@@ -67,18 +69,23 @@ sample() {  # prints "RSS_KiB FDS"
 }
 read -r rss0 fds0 < <(sample)
 
-"$fuzz" --server "127.0.0.1:$port" --pid "$server_pid" --duration "$duration" --clients 60 --seed 1 \
+# The load outlasts the sampling by a few seconds, so every sample is
+# taken under load.
+load_for=$(( duration + 5 ))
+"$fuzz" --server "127.0.0.1:$port" --pid "$server_pid" --duration "$load_for" --clients 60 --seed 1 \
   >"$work/fuzz1.out" 2>&1 &
 load_pids+=($!)
-"$fuzz" --server "127.0.0.1:$port" --pid "$server_pid" --duration "$duration" --clients 20 --seed 2 \
+"$fuzz" --server "127.0.0.1:$port" --pid "$server_pid" --duration "$load_for" --clients 20 --seed 2 \
   >"$work/fuzz2.out" 2>&1 &
 load_pids+=($!)
 
 warmup=$(( duration / 5 > 5 ? duration / 5 : 5 ))
 rss=() fds=()
 printf '%6s %10s %6s  %s\n' "t(s)" "RSS(KiB)" "fds" "signal"
+begin=$(date +%s.%N)
 for (( t = 1; t <= duration; t++ )); do
-  sleep 1
+  # On the second, by the wall clock: sampling takes time too.
+  sleep "$(awk -v b="$begin" -v t="$t" -v now="$(date +%s.%N)" 'BEGIN { d = b + t - now; print (d > 0 ? d : 0) }')"
   kill -0 "$server_pid" 2>/dev/null || { echo "soak: the server died at ${t}s"; tail -20 "$work/server.log"; exit 1; }
   signal=""
   if (( t % 5 == 0 )); then kill -USR1 "$server_pid"; signal="USR1"; fi
@@ -104,8 +111,16 @@ server_pid=""
 flat() {  # flat FIRST LAST: within 10%
   awk -v a="$1" -v b="$2" 'BEGIN { exit !(b <= a * 1.10 && b >= a * 0.90) }'
 }
-rss_first=${rss[$warmup]} rss_last=${rss[-1]}
-fds_first=${fds[$warmup]} fds_last=${fds[-1]}
+# "First after warm-up" and "last" are means over 5 samples: the number of
+# open connections under churn moves by tens from one second to the next.
+mean5() {  # mean5 START VALUES...: the mean of 5 values from index START
+  local start=$1; shift
+  local v=("$@")
+  printf '%s\n' "${v[@]:$start:5}" | awk '{ s += $1; n++ } END { printf "%d", s / n }'
+}
+n=${#rss[@]}
+rss_first=$(mean5 "$warmup" "${rss[@]}") rss_last=$(mean5 $(( n - 5 )) "${rss[@]}")
+fds_first=$(mean5 "$warmup" "${fds[@]}") fds_last=$(mean5 $(( n - 5 )) "${fds[@]}")
 rss_max=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
 fds_max=$(printf '%s\n' "${fds[@]}" | sort -n | tail -1)
 verdict() { if flat "$1" "$2"; then echo flat; else echo "NOT flat"; fi; }

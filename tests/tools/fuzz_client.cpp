@@ -382,7 +382,8 @@ class Fuzz {
   void start(Fuzzer& f) {
     f.c = std::make_unique<Conn>();
     f.act = static_cast<Act>(r(kActs));
-    const auto life = std::chrono::milliseconds(f.act == Act::never_reads ? 200 + r(1500) : 5 + r(400));
+    // Some of those that never read outlive a short --stall-timeout.
+    const auto life = std::chrono::milliseconds(f.act == Act::never_reads ? 200 + r(5000) : 5 + r(400));
     f.end_at = Clock::now() + life;
     f.started = false;
     if (!f.c->open(port_, f.act == Act::never_reads ? 4096 : 0)) {
@@ -425,7 +426,10 @@ class Fuzz {
           f.end_at = Clock::now() + std::chrono::milliseconds(r(50));
           break;
         case Act::never_reads:
-          for (int i = 0; i < 256; ++i) b += be32(coin(80) ? self : dest(self)) + text(1000 + r(3000)) + '\0';
+          // About 10 MB, mostly to itself: more than the kernel's buffers
+          // and a 1M --max-pending take, so it ends up paused on its own
+          // queue, a stalled slow consumer.
+          for (int i = 0; i < 4096; ++i) b += be32(coin(80) ? self : dest(self)) + text(1000 + r(3000)) + '\0';
           break;
         case Act::instant_reset: break;
       }
@@ -598,7 +602,8 @@ int main(int argc, char** argv) {
 
   const auto start = Clock::now();
   const auto fuzz_end = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(duration));
-  constexpr std::uint64_t kMaxMessages = 1'000'000;  // per direction: bounds the run whatever the speed
+  // Per direction: bounds the work whatever the speed (about 100,000 a second fit on loopback).
+  const auto kMaxMessages = static_cast<std::uint64_t>(200'000 * std::max(1.0, duration));
   std::vector<Conn*> all;
   auto last_alive_check = start;
   while (failures.empty()) {

@@ -45,6 +45,15 @@ constexpr auto kTrimInterval = std::chrono::seconds{1};
 // must not become the server's permanent size.
 constexpr std::size_t kTrimSlack = 16 * 1024 * 1024;
 
+// The router's copy of the limits. --max-frame reaches ServerOptions::max_frame
+// (the decoders' limit); the router tells it to v2 clients in the welcome, so
+// it must be the same number.
+core::RouterConfig router_config(const ServerOptions& options) {
+  core::RouterConfig config = options.router;
+  config.max_frame = options.max_frame;
+  return config;
+}
+
 // epoll user data: fds for connections, these two for the rest.
 constexpr std::uint64_t kListenerToken = ~std::uint64_t{0};
 constexpr std::uint64_t kSignalToken = ~std::uint64_t{0} - 1;
@@ -70,7 +79,7 @@ ReactorEngine::ReactorEngine(ServerOptions options)
     : options_{std::move(options)},
       max_conns_{effective_max_conns(options_)},
       read_pool_{kReadBlock, kReadPoolIdle},
-      router_{options_.router} {}
+      router_{router_config(options_)} {}
 
 ReactorEngine::~ReactorEngine() = default;
 

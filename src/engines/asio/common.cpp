@@ -488,32 +488,11 @@ ReservedFrame classify_reserved(const protocol::Frame& frame) noexcept {
   return ReservedFrame::drop;
 }
 
-namespace {
-
-// The value of the first `nonce=` field after the version word, if it is
-// 16..64 characters of [0-9a-f]; empty otherwise.
-std::string_view well_formed_nonce(std::string_view hello) {
-  constexpr std::string_view kKey = "nonce=";
-  std::size_t pos = hello.find(' ');
-  while (pos != std::string_view::npos) {
-    const std::size_t start = pos + 1;
-    const std::size_t end = std::min(hello.find(' ', start), hello.size());
-    const std::string_view word = hello.substr(start, end - start);
-    if (word.starts_with(kKey)) {
-      const std::string_view value = word.substr(kKey.size());
-      const bool hex = std::all_of(value.begin(), value.end(),
-                                   [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); });
-      return hex && value.size() >= 16 && value.size() <= 64 ? value : std::string_view{};
-    }
-    pos = end < hello.size() ? end : std::string_view::npos;
-  }
-  return {};
-}
-
-}  // namespace
-
 std::string hello_refusal(std::span<const char> hello_payload) {
-  const std::string_view nonce = well_formed_nonce({hello_payload.data(), hello_payload.size()});
+  // The nonce is echoed whenever the hello held a well-formed one, valid
+  // hello or not (DESIGN.md 1b).
+  const protocol::HelloParse h = protocol::parse_hello(hello_payload);
+  const std::string_view nonce = h.status == protocol::HelloParse::Status::ok ? h.hello.nonce : h.nonce;
   std::string reply = "switchboard/2 error ";
   if (!nonce.empty()) {
     reply += "nonce=";

@@ -394,10 +394,9 @@ ReservedFrame classify_reserved(const protocol::Frame& frame) noexcept;
 // A small local parser: the nonce is echoed only when well-formed (16..64
 // of [0-9a-f]). TODO: use protocol::parse_hello once it is implemented.
 std::string hello_refusal(std::span<const char> hello_payload);
-// How a refused client's close is counted: core has no reason of its own
-// for it yet; the client asked for something this engine does not speak,
-// and leaves as a peer would.
-inline constexpr core::CloseReason kRefusedHelloClose = core::CloseReason::peer_closed;
+// How a refused client's close is counted: as a hello the server could not
+// accept (closed_protocol_error), as the reactor counts a malformed one.
+inline constexpr core::CloseReason kRefusedHelloClose = core::CloseReason::protocol_error;
 // The log line for it (info, rate-limited: a client can cause it at will).
 void log_refused_hello(ClientId id, std::string_view peer, std::string_view engine, SharedRateLimit& limit);
 

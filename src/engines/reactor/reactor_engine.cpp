@@ -36,10 +36,9 @@ constexpr std::size_t kReadPoolIdle = 256;        // 16 MiB of idle read blocks 
 // again next turn, after the sockets it has not reported yet).
 constexpr std::size_t kTurnReadBudget = 4 * 1024 * 1024;
 constexpr std::size_t kMinReadShare = 4 * 1024;
-constexpr int kMaxEvents = 1024;
 constexpr int kAcceptBatch = 256;  // accepts per turn, so a connection storm cannot starve reads
 constexpr std::size_t kMaxIov = 64;
-constexpr int kTickMs = 250;  // stall checks, deadlines and memory trimming granularity
+constexpr std::chrono::milliseconds kTick{250};  // stall checks, deadlines and memory trimming granularity
 constexpr auto kTrimInterval = std::chrono::seconds{1};
 // Free heap above this is handed back to the kernel (malloc_trim): a burst
 // must not become the server's permanent size.
@@ -54,23 +53,22 @@ core::RouterConfig router_config(const ServerOptions& options) {
   return config;
 }
 
-// epoll user data: fds for connections, these two for the rest.
-constexpr std::uint64_t kListenerToken = ~std::uint64_t{0};
-constexpr std::uint64_t kSignalToken = ~std::uint64_t{0} - 1;
-
 }  // namespace
 
-struct ReactorEngine::Connection {
-  Connection(net::Fd f, std::size_t max_frame, protocol::BlockPool& pool)
-      : fd{std::move(f)}, decoder{max_frame, &pool} {}
+struct ReactorEngine::Connection final : net::Handler {
+  Connection(ReactorEngine& e, net::Fd f, std::size_t max_frame, protocol::BlockPool& pool)
+      : engine{e}, fd{std::move(f)}, decoder{max_frame, &pool} {}
+  void on_event(std::uint32_t events) override { engine.on_connection_event(*this, events); }
+
+  ReactorEngine& engine;
   net::Fd fd;
   ClientId id{};
   protocol::FrameDecoder decoder;
-  std::uint32_t interest = 0;  // events registered with epoll
-  bool registered = false;
-  bool want_write = false;     // bytes remain after a flush: EPOLLOUT armed
-  bool paused = false;         // backpressure: not reading until resumed
-  bool read_closed = false;    // FIN seen, or the router said to stop reading it: never read again
+  net::Token token = net::Token::none;  // none until watched by the loop
+  std::uint32_t interest = 0;           // events watched for
+  bool want_write = false;              // bytes remain after a flush: EPOLLOUT armed
+  bool paused = false;                  // backpressure: not reading until resumed
+  bool read_closed = false;             // FIN seen, or the router said to stop reading it: never read again
   bool closing = false;
   core::CloseReason reason = core::CloseReason::peer_closed;
 };
@@ -79,7 +77,9 @@ ReactorEngine::ReactorEngine(ServerOptions options)
     : options_{std::move(options)},
       max_conns_{effective_max_conns(options_)},
       read_pool_{kReadBlock, kReadPoolIdle},
-      router_{router_config(options_)} {}
+      router_{router_config(options_)},
+      listener_handler_{[this](std::uint32_t) { on_accept(); }},
+      signal_handler_{[this](std::uint32_t) { on_signal(); }} {}
 
 ReactorEngine::~ReactorEngine() = default;
 
@@ -89,7 +89,7 @@ core::Time ReactorEngine::now() const noexcept {
 
 int ReactorEngine::run() {
   setup();
-  loop();
+  serve();
   return 0;
 }
 
@@ -106,24 +106,25 @@ void ReactorEngine::setup() {
   sigaddset(&mask, SIGHUP);   // re-read what can be re-read (the auth tokens)
   ::pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   signals_ = net::Fd{::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)};
-  epoll_ = net::Fd{::epoll_create1(EPOLL_CLOEXEC)};
   spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
-  if (!signals_ || !epoll_ || !spare_) {
+  if (!signals_ || !spare_) {
     throw net::StartupError(std::string("cannot set up the event loop: ") + std::strerror(errno));
   }
+  loop_ = std::make_unique<net::Loop>(kTick);
   if (options_.router.auth_required) load_tokens(true);
   listener_ = net::listen_tcp(options_.listen);
 
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.u64 = kListenerToken;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listener_.get(), &ev) != 0) {
+  // The listener and the signals come first in every turn: new clients are
+  // greeted in this turn's flush whatever else is ready.
+  listener_token_ = loop_->add(listener_.get(), EPOLLIN, &listener_handler_, net::Priority::first);
+  if (listener_token_ == net::Token::none) {
     throw net::StartupError(std::string("cannot watch the listener: ") + std::strerror(errno));
   }
-  ev.data.u64 = kSignalToken;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev) != 0) {
+  if (loop_->add(signals_.get(), EPOLLIN, &signal_handler_, net::Priority::first) == net::Token::none) {
     throw net::StartupError(std::string("cannot watch signals: ") + std::strerror(errno));
   }
+  loop_->set_turn_start([this] { on_turn_start(); });
+  loop_->set_end_of_turn([this] { on_end_of_turn(); });
 
   router_.on_tick(now());
   next_trim_ = now() + kTrimInterval;
@@ -170,56 +171,44 @@ void ReactorEngine::load_tokens(bool at_start) {
   if (!at_start) spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", options_.auth_token_file, count);
 }
 
-void ReactorEngine::loop() {
-  std::array<epoll_event, kMaxEvents> events{};
-  while (!stop_) {
-    const int n = ::epoll_wait(epoll_.get(), events.data(), kMaxEvents, kTickMs);
-    if (n < 0 && errno != EINTR) {
-      spdlog::error("reactor: epoll_wait failed: {}; stopping", std::strerror(errno));
-      break;
-    }
-    const core::Time turn_start = now();
-    router_.on_tick(turn_start);
-    // New clients first: they are greeted in this turn's flush whatever
-    // else is ready.
-    std::size_t readable = 0;
-    for (int i = 0; i < n; ++i) {
-      const epoll_event& ev = events[static_cast<std::size_t>(i)];
-      if (ev.data.u64 == kListenerToken) {
-        on_accept();
-      } else if (ev.data.u64 == kSignalToken) {
-        on_signal();
-      } else if ((ev.events & EPOLLIN) != 0) {
-        ++readable;
-      }
-    }
-    const std::size_t share =
-        readable == 0 ? kReadBlock : std::clamp(kTurnReadBudget / readable, kMinReadShare, kReadBlock);
-    for (int i = 0; i < n; ++i) {
-      const epoll_event& ev = events[static_cast<std::size_t>(i)];
-      if (ev.data.u64 == kListenerToken || ev.data.u64 == kSignalToken) continue;
-      Connection* c = ev.data.u64 < conns_.size() ? conns_[ev.data.u64].get() : nullptr;
-      if (c == nullptr || c->closing) continue;
-      if ((ev.events & EPOLLIN) != 0 && !c->paused && !c->read_closed && !draining_) on_readable(*c, share);
-      if (c->closing) continue;
-      if ((ev.events & EPOLLOUT) != 0) flush(*c);
-      if ((ev.events & (EPOLLERR | EPOLLHUP)) != 0 && !c->closing) {
-        // Readable data is read first (above); a hang-up without it is the end.
-        if ((ev.events & EPOLLIN) == 0 || draining_ || c->paused || c->read_closed) {
-          mark_closing(*c, core::CloseReason::peer_closed);
-        }
-      }
-    }
-    finish_turn();
-    if (turn_start >= next_trim_) give_memory_back();
-    if (draining_ && (router_.stats().pending_bytes == 0 || now() >= drain_deadline_)) stop_ = true;
-  }
+void ReactorEngine::serve() {
+  if (!loop_->run()) spdlog::error("reactor: epoll_wait failed: {}; stopping", std::strerror(errno));
   const std::size_t abandoned = router_.stats().pending_bytes;
   if (abandoned > 0) spdlog::warn("reactor: drain timeout: {} queued bytes were not delivered", abandoned);
   for (auto& c : conns_) {
     if (c) mark_closing(*c, core::CloseReason::shutdown);
   }
   finish_turn();
+}
+
+void ReactorEngine::on_turn_start() {
+  turn_start_ = now();
+  router_.on_tick(turn_start_);
+}
+
+void ReactorEngine::on_end_of_turn() {
+  finish_turn();
+  if (turn_start_ >= next_trim_) give_memory_back();
+  if (draining_ && (router_.stats().pending_bytes == 0 || now() >= drain_deadline_)) loop_->request_stop();
+}
+
+// Each readable socket's share of the turn's read budget.
+std::size_t ReactorEngine::read_share() const noexcept {
+  const std::size_t readable = loop_->turn_readable();
+  return readable == 0 ? kReadBlock : std::clamp(kTurnReadBudget / readable, kMinReadShare, kReadBlock);
+}
+
+void ReactorEngine::on_connection_event(Connection& c, std::uint32_t events) {
+  if (c.closing) return;
+  if ((events & EPOLLIN) != 0 && !c.paused && !c.read_closed && !draining_) on_readable(c, read_share());
+  if (c.closing) return;
+  if ((events & EPOLLOUT) != 0) flush(c);
+  if ((events & (EPOLLERR | EPOLLHUP)) != 0 && !c.closing) {
+    // Readable data is read first (above); a hang-up without it is the end.
+    if ((events & EPOLLIN) == 0 || draining_ || c.paused || c.read_closed) {
+      mark_closing(c, core::CloseReason::peer_closed);
+    }
+  }
 }
 
 void ReactorEngine::on_signal() {
@@ -239,7 +228,7 @@ void ReactorEngine::on_signal() {
     }
     if (draining_) {
       spdlog::warn("reactor: second signal: stopping without waiting for the drain");
-      stop_ = true;
+      loop_->request_stop();
       return;
     }
     spdlog::info("reactor: signal {}: no longer accepting or reading; draining queued output for up to {} ms",
@@ -247,7 +236,7 @@ void ReactorEngine::on_signal() {
     draining_ = true;
     if (options_.on_draining) options_.on_draining();
     drain_deadline_ = now() + options_.drain_timeout;
-    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, listener_.get(), nullptr);
+    loop_->remove(listener_token_);
     listener_.reset();
     for (auto& c : conns_) {
       if (c && !c->closing) update_interest(*c);
@@ -285,7 +274,7 @@ void ReactorEngine::on_accept() {
     net::set_nodelay(fd.get());
     const int raw = fd.get();
     if (static_cast<std::size_t>(raw) >= conns_.size()) conns_.resize(static_cast<std::size_t>(raw) + 1);
-    auto conn = std::make_unique<Connection>(std::move(fd), options_.max_frame, read_pool_);
+    auto conn = std::make_unique<Connection>(*this, std::move(fd), options_.max_frame, read_pool_);
     conn->id = router_.on_connect(static_cast<std::uint64_t>(raw));
     Connection& c = *conn;
     conns_[static_cast<std::size_t>(raw)] = std::move(conn);
@@ -505,25 +494,30 @@ void ReactorEngine::destroy(Connection& c) {
                   core::to_string(c.reason));
   }
   router_.on_disconnect(c.id, c.reason);
-  conns_[static_cast<std::size_t>(c.fd.get())].reset();  // closing the fd removes it from epoll
+  if (c.token != net::Token::none) loop_->remove(c.token);
+  conns_[static_cast<std::size_t>(c.fd.get())].reset();
 }
 
 void ReactorEngine::update_interest(Connection& c) {
   std::uint32_t want = 0;
   if (!c.paused && !c.read_closed && !draining_) want |= EPOLLIN;
   if (c.want_write) want |= EPOLLOUT;
-  if (c.registered && want == c.interest) return;
-  epoll_event ev{};
-  ev.events = want;
-  ev.data.u64 = static_cast<std::uint64_t>(c.fd.get());
-  if (::epoll_ctl(epoll_.get(), c.registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c.fd.get(), &ev) != 0) {
+  const bool watched = c.token != net::Token::none;
+  if (watched && want == c.interest) return;
+  bool ok = false;
+  if (watched) {
+    ok = loop_->modify(c.token, want);
+  } else {
+    c.token = loop_->add(c.fd.get(), want, &c);
+    ok = c.token != net::Token::none;
+  }
+  if (!ok) {
     // Only ENOMEM/ENOSPC can get here for a valid fd: the kernel cannot
     // watch this client, so it cannot be served.
     spdlog::warn("client {}: epoll_ctl failed: {}; closing it", to_u32(c.id), std::strerror(errno));
     mark_closing(c, core::CloseReason::io_error);
     return;
   }
-  c.registered = true;
   c.interest = want;
 }
 

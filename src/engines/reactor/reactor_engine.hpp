@@ -1,14 +1,17 @@
 // The default engine: the article's hand-rolled reactor, built for speed.
 //
-// One thread owns everything: an epoll set, the listener, every connection
-// and the core::Router. Each loop turn accepts, then reads (level-triggered,
-// so every socket gets its turn; at most 64 KiB per socket, less when many
-// are ready, so that a turn stays short however many clients flood it),
-// decodes every complete frame and hands it to the router, which copies it
-// into the destination's queue and marks the destination dirty. Before
-// sleeping again the loop writes every dirty client with one writev and
-// arms EPOLLOUT only for those it could not finish. Connections that must
-// close are marked and destroyed after the batch, never in the middle of it.
+// A net::Loop (one epoll set, a handler per fd, an end-of-turn hook) and a
+// shell around it that owns the process side: the listener, the signals,
+// the spare descriptor, the drain and memory trimming. Each loop turn
+// accepts (the listener and the signalfd are `first` handlers), then reads
+// (level-triggered, so every socket gets its turn; at most 64 KiB per
+// socket, less when many are ready, so that a turn stays short however many
+// clients flood it), decodes every complete frame and hands it to the
+// router, which copies it into the destination's queue and marks the
+// destination dirty. At the end of the turn the loop writes every dirty
+// client with one writev and arms EPOLLOUT only for those it could not
+// finish. Connections that must close are marked and destroyed at the end
+// of the turn, never in the middle of it.
 //
 // Thread: run() is called once, from one thread, and all state belongs to it.
 #pragma once
@@ -21,6 +24,7 @@
 #include "engines/engine.hpp"
 #include "net/fd.hpp"
 #include "net/log.hpp"
+#include "net/loop.hpp"
 #include "protocol/block_pool.hpp"
 #include "protocol/frame_decoder.hpp"
 
@@ -38,7 +42,11 @@ class ReactorEngine final : public Engine {
   struct Connection;
 
   void setup();
-  void loop();
+  void serve();
+  void on_turn_start();
+  void on_end_of_turn();
+  void on_connection_event(Connection& c, std::uint32_t events);
+  std::size_t read_share() const noexcept;
   void on_accept();
   void reject(net::Fd fd, const char* why);
   void on_signal();
@@ -60,15 +68,18 @@ class ReactorEngine final : public Engine {
   std::size_t max_conns_;
   protocol::BlockPool read_pool_;
   core::Router router_;
-  net::Fd epoll_;
+  std::unique_ptr<net::Loop> loop_;  // created by run(), on the thread that owns it
   net::Fd listener_;
   net::Fd signals_;
+  net::FunctionHandler listener_handler_;
+  net::FunctionHandler signal_handler_;
+  net::Token listener_token_ = net::Token::none;
   net::Fd spare_;  // kept open so an EMFILE accept can be taken and closed
   std::vector<std::unique_ptr<Connection>> conns_;  // indexed by fd
   std::vector<int> closing_;                        // fds to destroy after the batch
   std::vector<core::Action> actions_;               // scratch for carry_out_actions()
   bool draining_ = false;
-  bool stop_ = false;
+  core::Time turn_start_{};
   core::Time drain_deadline_{};
   core::Time next_trim_{};
 

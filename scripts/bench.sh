@@ -10,8 +10,8 @@
 #                   is not committed)
 # Later flags override the matrix's, e.g. scripts/bench.sh --duration 10s.
 #
-# Builds the release binary first (scripts/build.sh installs what is missing,
-# nats-server, redis-server and gnuplot included), then waits (up to
+# Installs what is missing (scripts/install-deps.sh bench: nats-server,
+# redis-server and gnuplot included), builds the release binary, then waits (up to
 # BENCH_MAX_WAIT=180 s) for the 1-minute load average to fall below 1.5: the
 # bench and the servers share the CPUs, and the report records the load.
 # The matrix takes about 25 s per target on a 2-core machine (3 targets:
@@ -26,6 +26,8 @@ if [[ ${1:-} == --update-docs ]]; then
   shift
 fi
 
+export SWITCHBOARD_DEPS_PROFILE=bench
+"$root/scripts/install-deps.sh" bench
 "$root/scripts/build.sh" release switchboard
 cd "$root"  # the report shows the command with paths relative to the tree
 bin=./build/release/src/cli/switchboard
@@ -49,21 +51,39 @@ if busy; then
   echo "bench.sh: load average still $load1: other work on this machine will skew the figures" >&2
 fi
 
+# The matrix's flags; a flag given on the command line replaces its default
+# here (CLI11 takes each flag once), e.g. scripts/bench.sh --duration 10s.
+defaults=(
+  --target all --scenario all
+  --pairs 16 --size 64 --window 256 --threads 2
+  --rate 20000
+  --conns 5000 --probe-pairs 100
+  --senders 16
+  --warmup 1s --duration 4s --drain 3s
+  --report "$out"
+)
+given=" "
+for arg in "$@"; do
+  [[ $arg == --* ]] && given+="${arg%%=*} "
+done
+matrix=()
+for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+  [[ $given == *" ${defaults[i]} "* ]] || matrix+=("${defaults[i]}" "${defaults[i + 1]}")
+done
+
 start=$SECONDS
 set +e
-"$bin" bench \
-  --target all \
-  --scenario all \
-  --pairs 16 --size 64 --window 256 --threads 2 \
-  --rate 20000 \
-  --conns 5000 --probe-pairs 100 \
-  --senders 16 \
-  --warmup 1s --duration 4s --drain 3s \
-  --report "$out" \
-  "$@" | tee "$out/console.txt"
+"$bin" bench "${matrix[@]}" "$@" | tee "$out/console.txt"
 status=${PIPESTATUS[0]}
 set -e
-echo "bench.sh: matrix took $((SECONDS - start)) s, bench exit status $status; report: $out/report.md"
+if [[ -f $out/report.md ]]; then
+  echo "bench.sh: matrix took $((SECONDS - start)) s, bench exit status $status; report: $out/report.md"
+elif [[ $given == *" --report "* ]]; then
+  echo "bench.sh: matrix took $((SECONDS - start)) s, bench exit status $status; report: where --report said"
+else
+  echo "bench.sh: bench exit status $status and no report was written (see the errors above; console output in $out/console.txt)" >&2
+  [[ $status -eq 0 ]] && status=1
+fi
 
 if [[ $update_docs -eq 1 ]]; then
   if [[ ! -f $out/report.md ]]; then

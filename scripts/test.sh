@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds the given preset (default: dev, with
-# assertions) and runs the whole test suite with CTest.
+# Installs what is missing (the `test` profile), builds the given preset
+# (default: dev, with assertions) and runs the whole test suite with CTest.
 # Usage: scripts/test.sh [dev|release|asan|tsan] [extra ctest arguments]
+# Safe while scripts/run.sh serves on 127.0.0.1:8080: every test listens on a
+# free port, and the article's test on 8080 is skipped (saying why) when
+# that port is taken; its bytes are checked on a free port as well.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 preset=${1:-dev}
 shift || true
-"$root/scripts/build.sh" "$preset"
+export SWITCHBOARD_DEPS_PROFILE=test
+"$root/scripts/install-deps.sh" test
 cd "$root"
-ctest --preset "$preset" -j "$(nproc)" "$@"
+# scripts/run.sh configures build/release without the tests: turn them on.
+if [[ -f build/$preset/CMakeCache.txt ]] && grep -q '^SWITCHBOARD_TESTS:BOOL=OFF' "build/$preset/CMakeCache.txt"; then
+  cmake --preset "$preset" -DSWITCHBOARD_TESTS=ON >/dev/null
+fi
+"$root/scripts/build.sh" "$preset"
+ctest --preset "$preset" -j "$(nproc)" --no-tests=error "$@"

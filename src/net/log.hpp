@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 namespace sb::net {
@@ -17,6 +18,18 @@ void setup_logging(std::string_view level);
 // Writes `line` at info level whatever --log-level says: the counters on
 // SIGUSR1 and at stop are asked for explicitly, so they are always shown.
 void log_always(std::string_view line);
+
+// How log lines are written on stderr.
+//   text: [2024-05-01 12:00:00.123 +02:00] [info] message
+//   json: one object per line, {"time":"2024-05-01T12:00:00.123+02:00",
+//         "level":"info","message":"...","fields":{...}}; "fields" holds the
+//         message's name=value words (numbers as numbers), so a stats line
+//         can be read without parsing its text, and is absent when there are
+//         none. Times are local, with their UTC offset (RFC 3339).
+enum class LogFormat { text, json };
+std::optional<LogFormat> parse_log_format(std::string_view name) noexcept;
+// setup_logging with a format (the one-argument form is text).
+void setup_logging(std::string_view level, LogFormat format);
 
 // At most `per_second` lines in each one-second window; the lines it held
 // back are reported with the next one it lets through. One loop thread.

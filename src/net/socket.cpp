@@ -1,6 +1,7 @@
 #include "net/socket.hpp"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -15,28 +16,61 @@ namespace sb::net {
 
 namespace {
 
-sockaddr_in to_sockaddr(const Endpoint& where) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(where.port);
-  const std::string host = where.host == "localhost" ? "127.0.0.1" : where.host;
-  if (::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    throw StartupError("invalid IPv4 address '" + where.host + "'");
-  }
-  return addr;
-}
-
 std::string errno_text(int err) { return std::strerror(err); }
 
+bool is_ipv6_literal(const std::string& host) {
+  in6_addr a{};
+  return ::inet_pton(AF_INET6, host.c_str(), &a) == 1;
+}
+
+// Host names as RFC 1123 allows them (letters, digits, '-', '.'), plus '_'
+// which some resolvers accept; anything else is a typo worth reporting
+// before a DNS query is made.
+bool is_host_name(const std::string& host) {
+  if (host.empty() || host.size() > 253) return false;
+  for (const char c : host) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '.' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string format_address(const sockaddr* addr, socklen_t len) {
+  char host[NI_MAXHOST] = {};
+  char serv[NI_MAXSERV] = {};
+  if (::getnameinfo(addr, len, host, sizeof host, serv, sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return "?";
+  }
+  return addr->sa_family == AF_INET6 ? "[" + std::string(host) + "]:" + serv : std::string(host) + ":" + serv;
+}
+
 }  // namespace
+
+std::string Endpoint::to_string() const {
+  const std::string port_text = std::to_string(port);
+  return host.find(':') != std::string::npos ? "[" + host + "]:" + port_text : host + ":" + port_text;
+}
+
+std::string SocketAddress::to_string() const {
+  return format_address(reinterpret_cast<const sockaddr*>(&storage), size);
+}
 
 Endpoint parse_endpoint(const std::string& text) {
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    throw StartupError("address '" + text + "' is not HOST:PORT");
+    throw StartupError("address '" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8080, [::1]:8080, localhost:8080)");
   }
   Endpoint e;
   e.host = text.substr(0, colon);
+  if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
+    e.host = e.host.substr(1, e.host.size() - 2);
+    if (!is_ipv6_literal(e.host)) throw StartupError("'" + e.host + "' in '" + text + "' is not an IPv6 address");
+  } else if (e.host.find(':') != std::string::npos) {
+    throw StartupError("address '" + text + "': an IPv6 address goes in brackets, as in [::1]:8080");
+  } else if (!is_host_name(e.host)) {
+    throw StartupError("'" + e.host + "' in '" + text + "' is not an IP address or host name");
+  }
   unsigned port = 0;
   const char* first = text.data() + colon + 1;
   const char* last = text.data() + text.size();
@@ -45,44 +79,97 @@ Endpoint parse_endpoint(const std::string& text) {
     throw StartupError("port in '" + text + "' is not a number from 0 to 65535");
   }
   e.port = static_cast<std::uint16_t>(port);
-  to_sockaddr(e);  // validates the host
   return e;
 }
 
+std::vector<SocketAddress> resolve(const Endpoint& where, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  addrinfo* list = nullptr;
+  const std::string port = std::to_string(where.port);
+  const int rc = ::getaddrinfo(where.host.c_str(), port.c_str(), &hints, &list);
+  if (rc != 0) {
+    throw StartupError("cannot resolve '" + where.host + "': " +
+                       (rc == EAI_SYSTEM ? errno_text(errno) : std::string(::gai_strerror(rc))));
+  }
+  std::vector<SocketAddress> out;
+  for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+    if (ai->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    SocketAddress a;
+    std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+    a.size = ai->ai_addrlen;
+    out.push_back(a);
+  }
+  ::freeaddrinfo(list);
+  if (out.empty()) throw StartupError("cannot resolve '" + where.host + "': no IPv4 or IPv6 address");
+  return out;
+}
+
 Fd listen_tcp(const Endpoint& where, int backlog) {
-  const sockaddr_in addr = to_sockaddr(where);
-  Fd fd{::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
-  if (!fd) throw StartupError("cannot create a socket: " + errno_text(errno));
-  const int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    const int err = errno;
-    throw StartupError("cannot listen on " + where.to_string() + ": " + errno_text(err) +
-                       (err == EADDRINUSE ? " (is another server running there?)" : ""));
+  std::string failure;
+  for (const SocketAddress& addr : resolve(where, /*passive=*/true)) {
+    Fd fd{::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
+    if (!fd) {
+      failure = "cannot create a socket: " + errno_text(errno);
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr.storage), addr.size) != 0 ||
+        ::listen(fd.get(), backlog) != 0) {
+      const int err = errno;
+      if (failure.empty()) {  // the first address's reason is the one a person expects
+        failure = "cannot listen on " + where.to_string() + ": " + errno_text(err) +
+                  (err == EADDRINUSE ? " (is another server running there?)" : "");
+      }
+      continue;
+    }
+    return fd;
   }
-  if (::listen(fd.get(), backlog) != 0) {
-    throw StartupError("cannot listen on " + where.to_string() + ": " + errno_text(errno));
-  }
-  return fd;
+  throw StartupError(failure);
 }
 
 std::uint16_t local_port(int fd) {
-  sockaddr_in addr{};
+  sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  return ntohs(addr.sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+}
+
+int socket_family(int fd) noexcept {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
+  return addr.ss_family;
 }
 
 Fd connect_tcp(const Endpoint& where) {
-  const sockaddr_in addr = to_sockaddr(where);
-  Fd fd{::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
-  if (!fd) throw StartupError("cannot create a socket: " + errno_text(errno));
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    throw StartupError("cannot connect to " + where.to_string() + ": " + errno_text(errno));
+  std::string failure;
+  for (const SocketAddress& addr : resolve(where, /*passive=*/false)) {
+    Fd fd{::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    if (!fd) {
+      failure = "cannot create a socket: " + errno_text(errno);
+      continue;
+    }
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr.storage), addr.size) != 0) {
+      const int err = errno;
+      const std::string numeric = addr.to_string();
+      failure = "cannot connect to " + where.to_string() +
+                (numeric == where.to_string() ? "" : " (" + numeric + ")") + ": " + errno_text(err);
+      continue;
+    }
+    set_nodelay(fd.get());
+    return fd;
   }
-  set_nodelay(fd.get());
-  return fd;
+  throw StartupError(failure);
 }
+
+Fd connect_tcp(const std::string& address) { return connect_tcp(parse_endpoint(address)); }
 
 void set_nodelay(int fd) noexcept {
   const int one = 1;
@@ -90,12 +177,10 @@ void set_nodelay(int fd) noexcept {
 }
 
 std::string peer_name(int fd) {
-  sockaddr_in addr{};
+  sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
-  char buf[INET_ADDRSTRLEN] = {};
-  ::inet_ntop(AF_INET, &addr.sin_addr, buf, sizeof buf);
-  return std::string(buf) + ":" + std::to_string(ntohs(addr.sin_port));
+  return format_address(reinterpret_cast<const sockaddr*>(&addr), len);
 }
 
 std::uint64_t open_files_limit() noexcept {

@@ -3,9 +3,12 @@
 // data-plane helpers return errno-style results and never throw.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "net/fd.hpp"
 
@@ -15,27 +18,55 @@ struct StartupError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An address as a person writes it: HOST is an IPv4 literal, an IPv6
+// literal (without its brackets) or a host name, resolved only when a socket
+// is opened.
 struct Endpoint {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  std::string to_string() const { return host + ":" + std::to_string(port); }
+  // "HOST:PORT", an IPv6 literal in brackets: "[::1]:8080".
+  std::string to_string() const;
 };
 
-// Parses "HOST:PORT" (IPv4 dotted quad or "localhost"); throws StartupError.
+// Parses "HOST:PORT" or "[IPv6]:PORT" (e.g. "127.0.0.1:8080", "[::1]:0",
+// "localhost:8080"). Checks the syntax only, so it never waits on DNS;
+// throws StartupError with a one-line reason.
 Endpoint parse_endpoint(const std::string& text);
 
-// A non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR.
+// One address getaddrinfo gave for an Endpoint.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t size = 0;
+  int family() const noexcept { return storage.ss_family; }
+  std::string to_string() const;  // numeric: "127.0.0.1:8080", "[::1]:8080"
+};
+
+// The TCP addresses of `where`, in getaddrinfo's (RFC 6724) order; literals
+// are not looked up. `passive`: for a listening socket. Throws StartupError
+// when the host does not resolve.
+std::vector<SocketAddress> resolve(const Endpoint& where, bool passive);
+
+// A non-blocking, close-on-exec listening TCP socket with SO_REUSEADDR, on
+// the first of resolve(where)'s addresses that binds (a host name such as
+// "localhost" may have an IPv6 and an IPv4 address: one of them is used).
 // Port 0 binds an ephemeral port; local_port() tells which.
 Fd listen_tcp(const Endpoint& where, int backlog = 4096);
 std::uint16_t local_port(int fd);
+// AF_INET or AF_INET6: the family of a bound socket (0 if unknown), so a
+// wrapper such as an Asio acceptor can be told which protocol it holds.
+int socket_family(int fd) noexcept;
 
-// A blocking connected TCP socket (for the client commands); throws StartupError.
+// A blocking connected TCP socket (for the client commands), connected to
+// the first of the addresses that answers; throws StartupError.
 Fd connect_tcp(const Endpoint& where);
+// The same from "HOST:PORT" text (parse_endpoint, then connect_tcp): what
+// the client commands' --server address goes through.
+Fd connect_tcp(const std::string& address);
 
 // TCP_NODELAY: frames are small and latency matters more than segment count.
 void set_nodelay(int fd) noexcept;
 
-// The peer's "HOST:PORT", for log lines.
+// The peer's "HOST:PORT" ("[V6]:PORT"), numeric, for log lines.
 std::string peer_name(int fd);
 
 // The descriptor limit of this process (RLIMIT_NOFILE soft limit).

@@ -34,11 +34,20 @@ wait_for "$work/server.out" "listening on 127.0.0.1:8080" 900
 python3 tests/e2e/article_client.py 8080
 
 bin=build/release/src/cli/switchboard
+"$bin" --version | grep -Eq '^switchboard [0-9]+\.[0-9]+\.[0-9]+ \(git '
+# A bad value is a usage error: exit 2, one line.
+set +e
+"$bin" serve --listen 127.0.0.1:0 --threads 5000 2>"$work/bad.err"
+code=$?
+set -e
+[[ $code -eq 2 && $(wc -l <"$work/bad.err") -eq 1 ]] || { echo "quickstart: bad flag gave exit $code:" >&2; cat "$work/bad.err" >&2; exit 1; }
+echo "--version and usage errors OK"
+
 "$bin" listen >"$work/listen.out" 2>/dev/null &
 pids+=("$!")
 wait_for "$work/listen.out" "^id " 10
 id=$(sed -n 's/^id //p' "$work/listen.out")
-"$bin" send --to "$id" hello from the quickstart 2>/dev/null
+"$bin" send --server localhost:8080 --to "$id" hello from the quickstart 2>/dev/null
 printf 'line one\nline two\n' | "$bin" send --to "$id" 2>/dev/null
 wait_for "$work/listen.out" "^line two$" 10
 grep -qx "hello from the quickstart" "$work/listen.out"

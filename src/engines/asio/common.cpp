@@ -149,7 +149,7 @@ tcp::acceptor open_acceptor(const asio::any_io_executor& ex, const net::Endpoint
   }
   tcp::acceptor acceptor{ex};
   error_code ec;
-  acceptor.assign(tcp::v4(), fd, ec);
+  acceptor.assign(net::socket_family(fd) == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
   if (ec) {
     ::close(fd);
     throw net::StartupError("cannot listen on " + where.to_string() + ": " + ec.message());

@@ -9,7 +9,7 @@ Holds --idle connections open, then measures
      every --interval seconds: up to --round-trips or --seconds.
 Bounded in count and time; prints one line per figure.
 
-  python3 scripts/idle_load.py --port PORT [--idle 1000] [--connect 3000]
+  python3 scripts/idle_load.py --port PORT [--idle 1000] [--connect 3000] [--batch 100]
 """
 import argparse
 import socket
@@ -58,15 +58,16 @@ def main():
     p.add_argument("--round-trips", type=int, default=2000)
     p.add_argument("--seconds", type=float, default=40.0)
     p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--batch", type=int, default=100, help="handshakes in flight while connecting")
     a = p.parse_args()
 
     idle = open_many(a.port, a.idle, time.monotonic() + 120)
     print(f"idle connections: {len(idle)}")
 
     start = time.monotonic()
-    fresh = open_many(a.port, a.connect, start + a.seconds)
+    fresh = open_many(a.port, a.connect, start + a.seconds, a.batch)
     took = time.monotonic() - start
-    print(f"connect rate beside {len(idle)} idle: {len(fresh)} in {took:.2f} s = {len(fresh) / took:.0f}/s")
+    print(f"connect rate ({a.batch} at a time) beside {len(idle)} idle: {len(fresh)} in {took:.2f} s = {len(fresh) / took:.0f}/s")
     for s in fresh:
         s.close()
 
@@ -85,7 +86,8 @@ def main():
                 time.sleep(pause)
 
     t = threading.Thread(target=trickle, daemon=True)
-    t.start()
+    if idle:
+        t.start()
 
     x, y = connect(a.port), connect(a.port)
     xid, yid = client_id(x), client_id(y)
@@ -99,7 +101,8 @@ def main():
         recv_exact(x, 5)
         rtts.append(time.perf_counter() - t0)
     stop.set()
-    t.join()
+    if idle:
+        t.join()
     rtts.sort()
     print(f"round trips beside {len(idle)} slowloris: {len(rtts)}, p50 {statistics.median(rtts) * 1e3:.3f} ms, "
           f"p99 {rtts[int(len(rtts) * 0.99) - 1] * 1e3:.3f} ms")

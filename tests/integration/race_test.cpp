@@ -2,9 +2,11 @@
 // the core's counting, half-close; and its race costs what completed, not
 // an operation per client, so idle and slowloris connections do not slow
 // anyone else down.
+#include <signal.h>
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <thread>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -56,6 +58,18 @@ void raise_open_files(rlim_t needed) {
     ::setrlimit(RLIMIT_NOFILE, &limit);
   }
   ASSERT_GE(limit.rlim_cur, needed) << "the open-files limit is too low for this test";
+}
+
+// Waits until the server's stderr holds `text` `times` times.
+bool wait_for_log(const ServerProcess& server, std::string_view text, std::size_t times, Deadline deadline) {
+  for (;;) {
+    const std::string log = server.stderr_text();
+    std::size_t n = 0;
+    for (std::size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    if (n >= times) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
 }
 
 class RaceTest : public EngineTest {
@@ -237,6 +251,43 @@ TEST_P(RaceTest, HalfCloseDeliversEverythingQueued) {
   EXPECT_EQ(info.stat("half_closed"), 1u);
   EXPECT_GT(info.stat("peak_pending_bytes"), 4u << 20);
   EXPECT_EQ(info.stat("discarded_bytes"), 0u);
+}
+
+// SIGUSR1 logs the counters and SIGHUP reloads (here: nothing to reload)
+// at any moment, the drain included, and neither ends it; the drain then
+// ends on its own once everything queued is written.
+TEST_P(RaceTest, SignalsDuringTheDrainNeitherKillNorStopIt) {
+  start_server({"--drain-timeout", "30s"});
+  Client sleeper = connect({.rcvbuf = 16 << 10});
+  sleeper.set_reading(false);
+  Client sender = connect();
+  Client witness = connect();
+  std::string expected;
+  for (std::uint64_t i = 0; i < 96; ++i) {  // 6 MiB: megabytes stay in the server's queue
+    const std::string payload = pattern((std::size_t{64} << 10) - 1, i);
+    sender.queue_frame(sleeper.id(), payload);
+    expected += payload + '\0';
+  }
+  sender.queue_frame(witness.id(), "all sent");
+  ASSERT_TRUE(pump({&sender, &witness}, after(20s), [&] { return witness.has_frame(); }));
+
+  server().send_signal(SIGUSR1);
+  ASSERT_TRUE(wait_for_log(server(), "stats: ", 1, after(kIoTimeout))) << server().stderr_text();
+  server().send_signal(SIGTERM);
+  ASSERT_TRUE(wait_for_log(server(), "no longer accepting", 1, after(kIoTimeout))) << server().stderr_text();
+  server().send_signal(SIGUSR1);
+  ASSERT_TRUE(wait_for_log(server(), "stats: ", 2, after(kIoTimeout))) << server().stderr_text();
+  server().send_signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(server(), "SIGHUP: nothing to reload", 1, after(kIoTimeout))) << server().stderr_text();
+  EXPECT_FALSE(server().wait_exit(after(200ms)).has_value()) << "the drain should go on";
+
+  sleeper.set_reading(true);
+  const auto closing = sleeper.read_until_close(after(20s));
+  EXPECT_TRUE(same_bytes(expected, closing.data));
+  EXPECT_EQ(closing.how, Client::End::eof);
+  const ExitInfo info = wait_server_exit(after(kStopTimeout));
+  EXPECT_EQ(info.stat("pending_bytes"), 0u);
+  EXPECT_EQ(info.stat("closed_shutdown"), 3u);
 }
 
 }  // namespace

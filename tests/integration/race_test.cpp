@@ -6,10 +6,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <thread>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "harness.hpp"
@@ -43,9 +43,9 @@ V2Frame read_v2(Client& c, Deadline deadline) {
 // Sends the v2 hello and checks the welcome.
 void upgrade(Client& c) {
   c.send_frame(kServerId, "switchboard/2 nonce=" + std::string(kNonce), after(kIoTimeout));
-  EXPECT_EQ(c.read_frame(after(kIoTimeout)),
-            "switchboard/2 ok nonce=" + std::string(kNonce) + " id=" + std::to_string(c.id()) + " max_frame=" +
-                std::to_string(std::size_t{1} << 20));
+  EXPECT_EQ(c.read_frame(after(kIoTimeout)), "switchboard/2 ok nonce=" + std::string(kNonce) +
+                                                 " id=" + std::to_string(c.id()) +
+                                                 " max_frame=" + std::to_string(std::size_t{1} << 20));
 }
 
 // This process holds the test's clients, the server (which inherits the
@@ -278,7 +278,8 @@ TEST_P(RaceTest, SignalsDuringTheDrainNeitherKillNorStopIt) {
   server().send_signal(SIGUSR1);
   ASSERT_TRUE(wait_for_log(server(), "stats: ", 2, after(kIoTimeout))) << server().stderr_text();
   server().send_signal(SIGHUP);
-  ASSERT_TRUE(wait_for_log(server(), "SIGHUP: nothing to reload", 1, after(kIoTimeout))) << server().stderr_text();
+  ASSERT_TRUE(wait_for_log(server(), "SIGHUP: nothing to reload", 1, after(kIoTimeout)))
+      << server().stderr_text();
   EXPECT_FALSE(server().wait_exit(after(200ms)).has_value()) << "the drain should go on";
 
   sleeper.set_reading(true);

@@ -79,16 +79,16 @@ using error_code = boost::system::error_code;
 namespace {
 
 // The reactor's figures (reactor_engine.cpp says why each is what it is).
-constexpr std::size_t kReadBlock = 64 * 1024;
-constexpr std::size_t kMinReadSpace = 16 * 1024;
+constexpr std::size_t kReadBlock = std::size_t{64} << 10;
+constexpr std::size_t kMinReadSpace = std::size_t{16} << 10;
 constexpr std::size_t kReadPoolIdle = 256;
-constexpr std::size_t kTurnReadBudget = 4 * 1024 * 1024;
-constexpr std::size_t kMinReadShare = 4 * 1024;
+constexpr std::size_t kTurnReadBudget = std::size_t{4} << 20;
+constexpr std::size_t kMinReadShare = std::size_t{4} << 10;
 constexpr int kAcceptBatch = 256;
 constexpr std::size_t kMaxIov = 64;
 constexpr auto kTick = std::chrono::milliseconds{250};
 constexpr auto kTrimInterval = std::chrono::seconds{1};
-constexpr std::size_t kTrimSlack = 16 * 1024 * 1024;
+constexpr std::size_t kTrimSlack = std::size_t{16} << 20;
 // After an accept error that a retry at once would only repeat (out of
 // descriptors with none to spare, ENOBUFS, ...): the next try comes this
 // much later, so the task never spins on the listener.
@@ -173,13 +173,13 @@ class RaceEngine::Loop {
   protocol::BlockPool read_pool_;  // before conns_: their decoders return blocks to it
   asio::signal_set signals_;
   tcp::acceptor acceptor_;
-  asio::steady_timer wake_;          // the task sleeps on it; a completion cancels it
-  asio::steady_timer accept_retry_;  // kAcceptBackoff after an accept error
-  net::Fd spare_;                    // kept open so an EMFILE accept can be taken and closed
+  asio::steady_timer wake_;                         // the task sleeps on it; a completion cancels it
+  asio::steady_timer accept_retry_;                 // kAcceptBackoff after an accept error
+  net::Fd spare_;                                   // kept open so an EMFILE accept can be taken and closed
   std::vector<std::unique_ptr<Connection>> conns_;  // indexed by fd
-  std::vector<Ready> ready_;  // completions since the task last looked
-  std::vector<Ready> batch_;  // the turn's share of them
-  std::vector<int> closing_;  // fds to destroy after the batch
+  std::vector<Ready> ready_;                        // completions since the task last looked
+  std::vector<Ready> batch_;                        // the turn's share of them
+  std::vector<int> closing_;                        // fds to destroy after the batch
   std::vector<core::Action> actions_;
   bool sleeping_ = false;      // the task waits on wake_
   bool accept_raced_ = false;  // an accept wait, retry or ready_ tag is outstanding
@@ -221,7 +221,8 @@ void RaceEngine::Loop::setup() {
     if (ec) throw net::StartupError("cannot handle signal " + std::to_string(signo) + ": " + ec.message());
   }
   spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
-  if (!spare_) throw net::StartupError(std::string("cannot open a spare descriptor: ") + std::strerror(errno));
+  if (!spare_)
+    throw net::StartupError(std::string("cannot open a spare descriptor: ") + std::strerror(errno));
   if (options_.router.auth_required) load_tokens(true);
 
   const net::Fd listener = net::listen_tcp(options_.listen);  // throws StartupError
@@ -238,11 +239,11 @@ void RaceEngine::Loop::setup() {
   next_trim_ = steady_now() + kTrimInterval;
   net::Endpoint bound = options_.listen;
   bound.port = net::local_port(fd);
-  spdlog::info("race: listening on {} (1 thread, max {} connections, policy {}, max-pending {} bytes, "
-               "max-pending-total {} bytes{})",
-               bound.to_string(), max_conns_, core::to_string(options_.router.policy),
-               options_.router.max_pending, options_.router.max_pending_total,
-               options_.router.auth_required ? ", tokens required" : "");
+  spdlog::info(
+      "race: listening on {} (1 thread, max {} connections, policy {}, max-pending {} bytes, "
+      "max-pending-total {} bytes{})",
+      bound.to_string(), max_conns_, core::to_string(options_.router.policy), options_.router.max_pending,
+      options_.router.max_pending_total, options_.router.auth_required ? ", tokens required" : "");
   if (options_.on_listening) options_.on_listening(bound);
 }
 
@@ -254,8 +255,8 @@ void RaceEngine::Loop::load_tokens(bool at_start) {
   std::ostringstream text;
   if (in) text << in.rdbuf();
   if (!in || in.bad()) {
-    const std::string why = "cannot read --auth-token-file " + options_.auth_token_file + ": " +
-                            std::strerror(errno);
+    const std::string why =
+        "cannot read --auth-token-file " + options_.auth_token_file + ": " + std::strerror(errno);
     if (at_start) throw net::StartupError(why);
     spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
     return;
@@ -268,13 +269,15 @@ void RaceEngine::Loop::load_tokens(bool at_start) {
     return;
   }
   if (list.rejected > 0) {
-    spdlog::warn("--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
-                 "ignored",
-                 options_.auth_token_file, list.rejected);
+    spdlog::warn(
+        "--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
+        "ignored",
+        options_.auth_token_file, list.rejected);
   }
   const std::size_t count = list.tokens.size();
   router_.set_tokens(std::move(list.tokens));
-  if (!at_start) spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", options_.auth_token_file, count);
+  if (!at_start)
+    spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", options_.auth_token_file, count);
 }
 
 // ---- The race ----
@@ -306,8 +309,9 @@ void RaceEngine::Loop::race_accept() {
 void RaceEngine::Loop::race_read(Connection& c) {
   if (c.read_raced) return;
   c.read_raced = true;
-  c.socket.async_wait(tcp::socket::wait_read,
-                      [this, fd = c.fd, id = c.id](const error_code&) { push({Ready::Kind::read, fd, id}); });
+  c.socket.async_wait(tcp::socket::wait_read, [this, fd = c.fd, id = c.id](const error_code&) {
+    push({Ready::Kind::read, fd, id});
+  });
 }
 
 // The client may have more to read than a wait would report (its last read
@@ -323,8 +327,9 @@ void RaceEngine::Loop::read_next_turn(Connection& c) {
 void RaceEngine::Loop::race_write(Connection& c) {
   if (c.write_raced) return;
   c.write_raced = true;
-  c.socket.async_wait(tcp::socket::wait_write,
-                      [this, fd = c.fd, id = c.id](const error_code&) { push({Ready::Kind::write, fd, id}); });
+  c.socket.async_wait(tcp::socket::wait_write, [this, fd = c.fd, id = c.id](const error_code&) {
+    push({Ready::Kind::write, fd, id});
+  });
 }
 
 asio::awaitable<void> RaceEngine::Loop::serve() {
@@ -424,8 +429,8 @@ void RaceEngine::Loop::on_signal(int signo) {
     stop_ = true;
     return;
   }
-  spdlog::info("race: signal {}: no longer accepting or reading; draining queued output for up to {} ms", signo,
-               options_.drain_timeout.count());
+  spdlog::info("race: signal {}: no longer accepting or reading; draining queued output for up to {} ms",
+               signo, options_.drain_timeout.count());
   draining_ = true;
   if (options_.on_draining) options_.on_draining();
   drain_deadline_ = steady_now() + options_.drain_timeout;
@@ -462,8 +467,8 @@ void RaceEngine::Loop::on_accept() {
       }
       std::uint64_t suppressed = 0;
       if (reject_log_.allow(suppressed)) {
-        spdlog::warn("race: accept failed: {}; retrying in {} ms ({} similar lines suppressed)", std::strerror(err),
-                     kAcceptBackoff.count(), suppressed);
+        spdlog::warn("race: accept failed: {}; retrying in {} ms ({} similar lines suppressed)",
+                     std::strerror(err), kAcceptBackoff.count(), suppressed);
       }
       accept_later();
       return;
@@ -555,8 +560,9 @@ void RaceEngine::Loop::decode(Connection& c) {
       std::uint64_t suppressed = 0;
       if (policy_log_.allow(suppressed)) {
         if (status == protocol::DecodeStatus::too_large) {
-          spdlog::warn("client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
-                       to_u32(c.id), net::peer_name(c.fd), options_.max_frame, suppressed);
+          spdlog::warn(
+              "client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
+              to_u32(c.id), net::peer_name(c.fd), options_.max_frame, suppressed);
         } else {
           spdlog::warn("client {} ({}) sent a malformed v2 frame ({}): disconnected ({} lines suppressed)",
                        to_u32(c.id), net::peer_name(c.fd), c.decoder.error_detail(), suppressed);
@@ -603,7 +609,7 @@ void RaceEngine::Loop::flush(Connection& c) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
       mark_closing(c, errno == EPIPE || errno == ECONNRESET ? core::CloseReason::peer_closed
-                                                              : core::CloseReason::io_error);
+                                                            : core::CloseReason::io_error);
       return;
     }
     router_.on_written(c.id, static_cast<std::size_t>(n));
@@ -647,14 +653,16 @@ void RaceEngine::Loop::log_policy_counts() {
   std::uint64_t suppressed = 0;
   if (!counts_log_.allow(suppressed)) return;
   if (no_route + slow + other > 0) {
-    spdlog::warn("dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
-                 "unauthenticated or not representable in v1",
-                 no_route, slow, core::to_string(options_.router.policy), other);
+    spdlog::warn(
+        "dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
+        "unauthenticated or not representable in v1",
+        no_route, slow, core::to_string(options_.router.policy), other);
   }
   if (capped > 0) {
-    spdlog::warn("--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
-                 "queues",
-                 options_.router.max_pending_total, capped);
+    spdlog::warn(
+        "--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
+        "queues",
+        options_.router.max_pending_total, capped);
   }
   if (pauses > 0) {
     spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);

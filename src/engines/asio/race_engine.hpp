@@ -33,6 +33,8 @@ class RaceEngine final : public Engine {
   ~RaceEngine() override;
   RaceEngine(const RaceEngine&) = delete;
   RaceEngine& operator=(const RaceEngine&) = delete;
+  RaceEngine(RaceEngine&&) = delete;
+  RaceEngine& operator=(RaceEngine&&) = delete;
 
   int run() override;
   core::Stats stats() const override { return router_.stats(); }

@@ -204,7 +204,12 @@ int RaceEngine::run() {
   Loop loop{ctx, options_, router_};
   loop.setup();
   std::exception_ptr failure;
-  asio::co_spawn(ctx, loop.serve(), [&failure](std::exception_ptr e) { failure = std::move(e); });
+  asio::co_spawn(ctx, loop.serve(), [&](std::exception_ptr e) {
+    // The task failed (bad_alloc, say): its waits are still outstanding,
+    // and would keep run() going forever.
+    if (e) ctx.stop();
+    failure = std::move(e);
+  });
   ctx.run();  // returns once the task has ended and its waits have been cancelled
   if (failure) std::rethrow_exception(failure);
   return 0;

@@ -1,33 +1,49 @@
-// `race`: the article's "Race (select)" design, on Boost.Asio C++20
-// coroutines and one thread.
+// `race`: the article's "Race (select)" design, on Boost.Asio and one
+// coroutine on one thread.
 //
-// One coroutine owns all state: the listener, and every client's socket,
-// decoder and output buffer. Each turn it races accept, every client's read
-// and every pending write (experimental::make_parallel_group over the whole
-// set, wait_for_one), then handles whatever completed with exclusive access
-// to that state, and loops. The raced operations hold no reference to the
-// state: a read reads into a buffer of its own, a write writes the client's
-// output buffer, moved into it and handed back with its result.
+// One task owns all state: the listener, every client's socket and decoder,
+// and the core::Router (IDs, queues, slow-consumer policies, v2, auth). It
+// races accept, every client's read, every pending write, the signals and a
+// tick, handles whatever completed with exclusive access to that state, and
+// loops. Exclusive access is the reactor's condition, so the task drives the
+// same core::Router and protocol::FrameDecoder as the `reactor` engine, with
+// the same handling of every route result, decode error, half-close and
+// action: the designs differ only in how they wait.
 //
-// Slow consumers: a client's output buffer is bounded by max_pending, with
-// the policies of DESIGN.md section 3 (backpressure stops racing the reads of
-// the senders that wait on a full destination until it drains below half,
-// and closes it after stall_timeout without progress). The cost of the
-// design: every turn starts and cancels an operation per client, as the
-// article's select_all rebuilt each time does.
+// How it waits: every raced operation stays outstanding from one turn to
+// the next (one readiness wait per client that is being read, one per
+// client with unwritten output, one on the listener, one on the signals),
+// and a completion pushes its tag into a ready queue that the task consumes
+// (what tokio's FuturesUnordered does for select_all). A turn costs what
+// completed, not an operation per client as the article's select_all,
+// rebuilt every loop, does.
 //
 // Thread: run() is called once and runs everything on the calling thread.
-// stats() may be called from any thread.
+// stats() is for after run() has returned.
 #pragma once
 
-#include "engines/asio/asio_engine.hpp"
+#include "core/router.hpp"
+#include "engines/engine.hpp"
 
 namespace sb::engines::asio_engines {
 
-class RaceEngine final : public AsioEngine {
+class RaceEngine final : public Engine {
  public:
-  using AsioEngine::AsioEngine;
+  explicit RaceEngine(ServerOptions options);
+  ~RaceEngine() override;
+  RaceEngine(const RaceEngine&) = delete;
+  RaceEngine& operator=(const RaceEngine&) = delete;
+  RaceEngine(RaceEngine&&) = delete;
+  RaceEngine& operator=(RaceEngine&&) = delete;
+
   int run() override;
+  core::Stats stats() const override { return router_.stats(); }
+
+ private:
+  class Loop;  // the task and everything it owns besides the router (race_engine.cpp)
+
+  ServerOptions options_;
+  core::Router router_;
 };
 
 }  // namespace sb::engines::asio_engines

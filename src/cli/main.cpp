@@ -2,8 +2,10 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@ struct ServeFlags {
   std::size_t max_conns = 0;
   unsigned threads = 0;
   std::string log_level = "info";
+  std::string auth_token_file;
 };
 
 std::string engine_list() {
@@ -59,6 +62,9 @@ int serve(const ServeFlags& f) {
   sb::engines::ServerOptions options;
   options.listen = sb::net::parse_endpoint(f.listen);
   options.max_frame = size_flag("max-frame", f.max_frame);
+  options.router.max_frame = options.max_frame;  // the welcome tells v2 clients
+  options.auth_token_file = f.auth_token_file;
+  options.router.auth_required = !f.auth_token_file.empty();
   options.router.max_pending = size_flag("max-pending", f.max_pending);
   auto policy = sb::core::parse_policy(f.slow_consumer);
   if (!policy) fail("--slow-consumer: '" + f.slow_consumer + "' is not one of backpressure, disconnect, drop");
@@ -105,16 +111,30 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--threads", f.threads, "Threads for multi-threaded engines (0: one per core)")
       ->capture_default_str();
   serve_cmd->add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  serve_cmd->add_option("--auth-token-file", f.auth_token_file,
+                        "Require a token from this file (one per line, re-read on SIGHUP) in each client's hello");
 
-  std::string server = "127.0.0.1:8080";
-  auto* listen_cmd = app.add_subcommand("listen", "Connect, print my ID, then print each message as it arrives");
-  listen_cmd->add_option("--server", server, "Server address")->capture_default_str();
+  sb::cli::ClientOptions client;
+  std::string client_timeout = "5s";
+  auto add_client_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--server", client.server, "Server address, HOST:PORT ([::1]:PORT for IPv6)")->capture_default_str();
+    cmd->add_option("--token", client.token, "Token for a server started with --auth-token-file")
+        ->envname("SWITCHBOARD_TOKEN");
+    cmd->add_option("--timeout", client_timeout, "How long to wait for the server's welcome (and, for send, its PONG)")
+        ->capture_default_str();
+  };
+  bool echo = false;
+  auto* listen_cmd = app.add_subcommand(
+      "listen", "Connect, print my ID, then print each message as 'from ID: text'; send each stdin line 'ID text' to ID");
+  add_client_flags(listen_cmd);
+  listen_cmd->add_flag("--echo", echo, "Also send each message back to its sender");
 
-  std::uint32_t to = 0;
+  std::optional<std::uint32_t> to;
   std::vector<std::string> words;
-  auto* send_cmd = app.add_subcommand("send", "Send a message (the words, or each line of stdin) to a client ID");
-  send_cmd->add_option("--server", server, "Server address")->capture_default_str();
-  send_cmd->add_option("--to", to, "Destination client ID")->required();
+  auto* send_cmd = app.add_subcommand(
+      "send", "Send a message to a client ID: send [--to] ID [text...] (no text: each line of stdin is a message)");
+  add_client_flags(send_cmd);
+  send_cmd->add_option("--to", to, "Destination client ID (or give it as the first word)");
   send_cmd->add_option("text", words, "Message text (default: read lines from stdin)");
 
   sb::bench::add_bench_command(app);
@@ -123,8 +143,21 @@ int main(int argc, char** argv) {
 
   try {
     if (*serve_cmd) return serve(f);
-    if (*listen_cmd) return sb::cli::run_listen(server);
-    if (*send_cmd) return sb::cli::run_send(server, to, words);
+    if (*listen_cmd || *send_cmd) client.timeout = duration_flag("timeout", client_timeout);
+    if (*listen_cmd) return sb::cli::run_listen(client, echo);
+    if (*send_cmd) {
+      if (!to) {
+        std::uint32_t first = 0;
+        const std::string id_word = words.empty() ? "" : words.front();
+        const auto [end, ec] = std::from_chars(id_word.data(), id_word.data() + id_word.size(), first);
+        if (id_word.empty() || ec != std::errc{} || end != id_word.data() + id_word.size()) {
+          fail("send: give the destination ID, as --to ID or as the first word");
+        }
+        to = first;
+        words.erase(words.begin());
+      }
+      return sb::cli::run_send(client, *to, words);
+    }
   } catch (const sb::net::StartupError& e) {
     std::cerr << "switchboard: " << e.what() << '\n';
     return 1;

@@ -139,11 +139,17 @@ TEST_F(ClientTest, PingIsABarrierForErrors) {
   Client a = connect();
   Client b = connect();
   a.send(b.id(), "first");
-  a.send(123456, "to nobody");
+  // Enough frames that, without the barrier, their ERRORs could not all be
+  // back yet (bounded: 2000 small frames).
+  constexpr std::uint32_t kNobody = 3000000, kCount = 2000;
+  const std::string filler(200, 'x');
+  for (std::uint32_t i = 0; i < kCount; ++i) a.send(kNobody + i, filler);
   a.ping(kWait);
-  // After the PONG, the ERROR is already here: no waiting.
-  ErrorFrame e = expect_error(a, 0ms);
-  EXPECT_EQ(e.subject, 123456u);
+  // After the PONG, every ERROR is already here, in order: no waiting.
+  for (std::uint32_t i = 0; i < kCount; ++i) {
+    ErrorFrame e = expect_error(a, 0ms);
+    ASSERT_EQ(e.subject, kNobody + i);
+  }
   EXPECT_FALSE(a.receive(0ms).has_value());
   // And a ping that only crosses other events keeps them for receive().
   b.send(a.id(), "meanwhile");

@@ -31,6 +31,13 @@ wait_for() {  # file pattern seconds
   done
 }
 
+# The documentation shows these very files.
+for f in examples/echo_service.cpp examples/requester.cpp clients/python/examples/echo.py \
+  clients/python/examples/requester.py; do
+  python3 -c 'import sys; sys.exit(open(sys.argv[1]).read() not in open("docs/CLIENTS.md").read())' "$f" ||
+    { echo "conversation: docs/CLIENTS.md does not show $f as it is" >&2; exit 1; }
+done
+
 bash scripts/build.sh "$preset" switchboard echo_service requester >/dev/null
 build=build/$preset
 bin=$build/src/cli/switchboard

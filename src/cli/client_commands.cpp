@@ -132,7 +132,8 @@ int run_listen(const ClientOptions& options, bool echo) {
       while (auto ev = c.receive(std::chrono::milliseconds{0})) {
         if (const auto* m = std::get_if<Message>(&*ev)) {
           print_message(*m);
-          if (echo && m->source) c.send(*m->source, m->payload);
+          // Not to itself: a message from itself echoed back would come round for ever.
+          if (echo && m->source && *m->source != c.id()) c.send(*m->source, m->payload);
           if (echo && !m->source) std::cerr << "switchboard: not echoed: v1 does not say who sent it\n";
         } else {
           print_error(std::get<ErrorFrame>(*ev));

@@ -268,14 +268,15 @@ bool Client::read_some(Clock::time_point deadline) {
   if (!fd_) throw ClientError("the client is closed");
   const short revents = wait_for(fd_.get(), POLLIN, deadline);
   if (revents == 0) return false;
-  const std::size_t old = in_.size();
-  in_.resize(old + kReadChunk);
+  char buf[kReadChunk];
   ssize_t n;
   do {
-    n = ::recv(fd_.get(), in_.data() + old, kReadChunk, MSG_DONTWAIT);
+    n = ::recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
-  in_.resize(old + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
-  if (n > 0) return true;
+  if (n > 0) {
+    in_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // spurious wake-up
   closed_ = true;
   close_reason_ = n == 0 ? "end of stream" : errno_text(errno);

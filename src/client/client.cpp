@@ -319,6 +319,7 @@ void Client::decode() {
 
 void Client::write_all(std::string_view bytes, Clock::time_point deadline) {
   if (!fd_) throw ClientError("the client is closed");
+  const std::size_t total = bytes.size();
   while (!bytes.empty()) {
     const ssize_t n = ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -333,7 +334,12 @@ void Client::write_all(std::string_view bytes, Clock::time_point deadline) {
     }
     const bool can_read = !closed_ && in_.size() - in_head_ < kMaxBufferedWhileSending;
     const short revents = wait_for(fd_.get(), static_cast<short>(POLLOUT | (can_read ? POLLIN : 0)), deadline);
-    if (revents == 0) throw TimeoutError(peer_ + " took no bytes before the timeout: is it overloaded?");
+    if (revents == 0) {
+      if (bytes.size() == total) throw TimeoutError(peer_ + " is not reading from this client: the frame was not sent");
+      // Half a frame is on the wire: whatever came next would be misread.
+      fd_.reset();
+      throw TimeoutError(peer_ + " stopped reading in the middle of a frame; the connection is closed");
+    }
     if ((revents & POLLIN) != 0) {
       read_some(Clock::now());
       if (max_frame_ != 0) decode();  // after the handshake only: before it, bytes are v1

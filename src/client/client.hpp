@@ -111,7 +111,8 @@ class Client {
   // Blocks until the kernel took it, reading what arrives meanwhile so two
   // clients sending to each other never deadlock. Throws ClientError when the
   // payload is over max_frame (the server would close the connection),
-  // ConnectionClosed, or TimeoutError after `timeout` without progress.
+  // ConnectionClosed, or TimeoutError if the kernel has not taken it all
+  // within `timeout` (the server is not reading: see --slow-consumer).
   void send(std::uint32_t destination, std::string_view payload, Timeout timeout = kDefaultTimeout);
 
   // The next event, waiting up to `timeout` for one; nullopt if none came.

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <string>
@@ -397,6 +398,29 @@ TEST(ClientNonceRule, PreUpgradeDeliveriesHaveNoSourceAndOnlyOurNonceUpgrades) {
     EXPECT_EQ(v2.source, std::optional<std::uint32_t>(42));
     EXPECT_EQ(v2.payload, std::string("a\0b", 3));
   }
+}
+
+TEST(ClientSend, ServerThatStopsReadingIsATimeoutAndClosesACutFrame) {
+  std::atomic<bool> done{false};
+  FakeServer fake(AF_INET, [&done](int fd) {
+    const std::string nul(1, '\0');
+    FakeServer::write_bytes(fd, id_bytes(5));
+    const std::string nonce = FakeServer::nonce_of(FakeServer::read_frame(fd));
+    FakeServer::write_bytes(fd, "switchboard/2 ok nonce=" + nonce + " id=5 max_frame=67108864" + nul);
+    // Reads nothing more until the test is done (its FIN would wait behind
+    // the unread bytes). Bounded: 10 s.
+    for (int i = 0; i < 1000 && !done; ++i) ::usleep(10000);
+  });
+  Client c = Client::connect("127.0.0.1", fake.port(), std::nullopt, kWait);
+  const std::string big(64u << 20, 'x');  // more than both kernels' buffers hold
+  try {
+    c.send(1, big, 300ms);
+    FAIL() << "a send to a server that does not read returned";
+  } catch (const TimeoutError& e) {
+    EXPECT_NE(std::string(e.what()).find("the connection is closed"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(c.send(1, "after"), ClientError);
+  done = true;
 }
 
 TEST(ClientNonceRule, EachConnectionHasItsOwnNonce) {

@@ -241,7 +241,7 @@ class Client:
         """Sends data (any bytes, up to max_frame) to destination.
 
         Blocks until the kernel took it (reading what arrives meanwhile), at most
-        timeout seconds (default: the connect timeout) without progress.
+        timeout seconds (default: the connect timeout), else SwitchboardTimeout.
         """
         data = bytes(data)
         if len(data) > self.max_frame:
@@ -370,6 +370,7 @@ class Client:
     def _write_all(self, data: bytes, deadline: _Deadline) -> None:
         sock = self._check_open()
         view = memoryview(data)
+        total = len(view)
         while view:
             try:
                 n = sock.send(view)
@@ -384,7 +385,11 @@ class Client:
             can_read = self._closed_reason is None and len(self._in) < _MAX_HANDSHAKE_BUFFER
             readable, writable, _ = select.select([sock] if can_read else [], [sock], [], deadline.left())
             if not readable and not writable:
-                raise SwitchboardTimeout(f"{self._peer} took no bytes before the timeout: is it overloaded?")
+                if len(view) == total:
+                    raise SwitchboardTimeout(f"{self._peer} is not reading from this client: the frame was not sent")
+                self.close()  # half a frame is on the wire: whatever came next would be misread
+                raise SwitchboardTimeout(
+                    f"{self._peer} stopped reading in the middle of a frame; the connection is closed")
             if readable:
                 self._read_some(_Deadline(0))
                 if self.max_frame:  # after the handshake only: before it, bytes are v1

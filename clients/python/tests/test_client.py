@@ -265,6 +265,23 @@ class V1ServerTest(unittest.TestCase):
         with self.assertRaisesRegex(NotV2Error, "closed the connection"):
             switchboard.Client.connect("127.0.0.1", f.port, timeout=WAIT)
 
+    def test_send_to_a_server_that_stops_reading(self):
+        done = threading.Event()
+
+        def script(f, conn):
+            conn.sendall(struct.pack(">I", 5))
+            f.read_frame(conn)
+            conn.sendall(b"switchboard/2 ok nonce=" + f.nonce() + b" id=5 max_frame=67108864\0")
+            done.wait(WAIT)  # reads nothing more (the client's FIN would wait behind the unread bytes)
+
+        f = self.fake(script)
+        self.addCleanup(done.set)
+        c = switchboard.Client.connect("127.0.0.1", f.port, timeout=WAIT)
+        with self.assertRaisesRegex(switchboard.SwitchboardTimeout, "the connection is closed"):
+            c.send(1, b"x" * (64 << 20), timeout=0.3)  # more than both kernels' buffers hold
+        with self.assertRaisesRegex(switchboard.SwitchboardError, "closed"):
+            c.send(1, b"after")
+
     def test_pre_upgrade_deliveries_and_nonce_rule(self):
         for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
             def script(f, conn):

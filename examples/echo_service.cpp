@@ -23,7 +23,8 @@ int main(int argc, char** argv) {
       if (auto* m = std::get_if<Message>(&*event)) {
         if (m->source) c.send(*m->source, m->payload);  // no source: sent before we upgraded, cannot answer
       } else {
-        std::cerr << "echo service: " << describe(std::get<ErrorFrame>(*event)) << '\n';  // e.g. the sender left
+        std::cerr << "echo service: " << describe(std::get<ErrorFrame>(*event))
+                  << '\n';  // e.g. the sender left
       }
     }
   } catch (const ConnectionClosed& e) {

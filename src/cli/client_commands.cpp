@@ -38,7 +38,8 @@ HostPort split_server(const std::string& text) {
   std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
   std::uint16_t port = 0;
-  const std::string_view p = colon == std::string::npos ? std::string_view{} : std::string_view(text).substr(colon + 1);
+  const std::string_view p =
+      colon == std::string::npos ? std::string_view{} : std::string_view(text).substr(colon + 1);
   const auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
   if (host.empty() || p.empty() || ec != std::errc{} || end != p.data() + p.size() || port == 0) {
     throw ClientError("--server: '" + text + "' is not HOST:PORT (an IPv6 host in brackets: [::1]:8080)");
@@ -52,11 +53,14 @@ Client connect(const ClientOptions& o) {
 }
 
 void print_message(const Message& m) {
-  std::cout << "from " << (m.source ? std::to_string(*m.source) : "?") << ": " << escape_bytes(m.payload) << '\n'
+  std::cout << "from " << (m.source ? std::to_string(*m.source) : "?") << ": " << escape_bytes(m.payload)
+            << '\n'
             << std::flush;
 }
 
-void print_error(const ErrorFrame& e) { std::cerr << "switchboard: " << client::describe(e) << '\n'; }
+void print_error(const ErrorFrame& e) {
+  std::cerr << "switchboard: " << client::describe(e) << '\n';
+}
 
 // Lines of stdin for listen, read with read(2) so that poll() tells the truth
 // about what is buffered (std::cin would read ahead of it).
@@ -96,7 +100,8 @@ void send_typed_line(Client& c, const std::string& line) {
   const auto space = line.find(' ');
   const auto to = parse_id(std::string_view(line).substr(0, space));
   if (!to) {
-    std::cerr << "switchboard: a line to send is 'ID text', e.g. '3 hello'; not sent: " << escape_bytes(line) << '\n';
+    std::cerr << "switchboard: a line to send is 'ID text', e.g. '3 hello'; not sent: " << escape_bytes(line)
+              << '\n';
     return;
   }
   c.send(*to, space == std::string::npos ? std::string_view{} : std::string_view(line).substr(space + 1));

@@ -14,8 +14,8 @@
 namespace sb::cli {
 
 struct ClientOptions {
-  std::string server = "127.0.0.1:8080";  // HOST:PORT; an IPv6 host in brackets, [::1]:8080
-  std::optional<std::string> token;       // for a server with --auth-token-file
+  std::string server = "127.0.0.1:8080";    // HOST:PORT; an IPv6 host in brackets, [::1]:8080
+  std::optional<std::string> token;         // for a server with --auth-token-file
   std::chrono::milliseconds timeout{5000};  // connect (through the welcome) and the final ping
 };
 

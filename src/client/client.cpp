@@ -32,9 +32,13 @@ constexpr std::size_t kMaxHandshakeBuffer = std::size_t{64} << 20;
 constexpr std::size_t kMaxBufferedWhileSending = std::size_t{64} << 20;
 constexpr std::size_t kReadChunk = 64 * 1024;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
-std::string ms_text(Timeout t) { return std::to_string(t.count()) + " ms"; }
+std::string ms_text(Timeout t) {
+  return std::to_string(t.count()) + " ms";
+}
 
 int remaining_ms(Clock::time_point deadline) {
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -103,7 +107,8 @@ std::string host_port(const std::string& host, std::uint16_t port) {
 }
 
 // A non-blocking TCP socket connected to one of `host`'s addresses.
-net::Fd connect_socket(const std::string& host, std::uint16_t port, Clock::time_point deadline, Timeout timeout) {
+net::Fd connect_socket(const std::string& host, std::uint16_t port, Clock::time_point deadline,
+                       Timeout timeout) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -127,7 +132,8 @@ net::Fd connect_socket(const std::string& host, std::uint16_t port, Clock::time_
         continue;
       }
       if (wait_for(fd.get(), POLLOUT, deadline) == 0) {
-        throw TimeoutError("cannot connect to " + host_port(host, port) + ": no answer within " + ms_text(timeout));
+        throw TimeoutError("cannot connect to " + host_port(host, port) + ": no answer within " +
+                           ms_text(timeout));
       }
       int err = 0;
       socklen_t len = sizeof err;
@@ -150,12 +156,14 @@ std::string describe(const ErrorFrame& e) {
   const std::string subject = std::to_string(e.subject);
   const std::string name(protocol::to_string(e.code));
   switch (e.code) {
-    case ErrorCode::no_route: return "no client " + subject + " (no_route)";
+    case ErrorCode::no_route:
+      return "no client " + subject + " (no_route)";
     case ErrorCode::slow_consumer:
       return "client " + subject + " is not keeping up; the message was dropped (slow_consumer)";
     case ErrorCode::not_representable:
       return "client " + subject + " speaks protocol v1 and cannot receive a 0x00 byte (not_representable)";
-    case ErrorCode::too_large: return "the message was over the server's max_frame; it closes the connection (too_large)";
+    case ErrorCode::too_large:
+      return "the message was over the server's max_frame; it closes the connection (too_large)";
     case ErrorCode::bad_frame:
       return "the server rejected a malformed frame" + (e.reason.empty() ? "" : ": " + e.reason) +
              "; it closes the connection (bad_frame)";
@@ -180,7 +188,8 @@ Client Client::connect(const std::string& host, std::uint16_t port, const std::o
 void Client::handshake(const std::optional<std::string>& token, Clock::time_point deadline, Timeout timeout) {
   // The 4-byte ID every connection gets first.
   while (in_.size() < protocol::kIdSize) {
-    if (closed_) throw ConnectionClosed(peer_ + " closed the connection before sending an ID (" + close_reason_ + ")");
+    if (closed_)
+      throw ConnectionClosed(peer_ + " closed the connection before sending an ID (" + close_reason_ + ")");
     if (!read_some(deadline)) {
       throw ClientError(peer_ + " sent no ID within " + ms_text(timeout) + ": is it a switchboard server?");
     }
@@ -218,7 +227,8 @@ void Client::handshake(const std::optional<std::string>& token, Clock::time_poin
                        " closed the connection after the hello (" + close_reason_ + ")");
     }
     if (!read_some(deadline)) {
-      throw NotV2Error("server does not speak protocol v2: " + peer_ + " sent no welcome within " + ms_text(timeout));
+      throw NotV2Error("server does not speak protocol v2: " + peer_ + " sent no welcome within " +
+                       ms_text(timeout));
     }
   }
   in_.erase(0, in_head_);
@@ -301,13 +311,16 @@ void Client::decode() {
         if (body.size() < 4) throw ClientError(peer_ + " broke protocol v2: a DELIVER without a source");
         events_.push_back(Message{protocol::load_be32(body.data()), std::string(body.substr(4))});
         break;
-      case protocol::FrameType::pong: pongs_.emplace_back(body); break;
+      case protocol::FrameType::pong:
+        pongs_.emplace_back(body);
+        break;
       case protocol::FrameType::error:
         if (body.size() < 5) throw ClientError(peer_ + " broke protocol v2: a short ERROR frame");
         events_.push_back(ErrorFrame{static_cast<ErrorCode>(body[0]), protocol::load_be32(body.data() + 1),
                                      std::string(body.substr(5))});
         break;
-      default: break;  // a type a later server version may add: skipped, as the server skips unknown hello fields
+      default:
+        break;  // a type a later server version may add: skipped, as the server skips unknown hello fields
     }
     in_head_ += protocol::kLengthSize + length;
   }
@@ -333,9 +346,11 @@ void Client::write_all(std::string_view bytes, Clock::time_point deadline) {
       throw ConnectionClosed("cannot send to " + peer_ + ": " + close_reason_);
     }
     const bool can_read = !closed_ && in_.size() - in_head_ < kMaxBufferedWhileSending;
-    const short revents = wait_for(fd_.get(), static_cast<short>(POLLOUT | (can_read ? POLLIN : 0)), deadline);
+    const short revents =
+        wait_for(fd_.get(), static_cast<short>(POLLOUT | (can_read ? POLLIN : 0)), deadline);
     if (revents == 0) {
-      if (bytes.size() == total) throw TimeoutError(peer_ + " is not reading from this client: the frame was not sent");
+      if (bytes.size() == total)
+        throw TimeoutError(peer_ + " is not reading from this client: the frame was not sent");
       // Half a frame is on the wire: whatever came next would be misread.
       fd_.reset();
       throw TimeoutError(peer_ + " stopped reading in the middle of a frame; the connection is closed");
@@ -349,10 +364,11 @@ void Client::write_all(std::string_view bytes, Clock::time_point deadline) {
 
 void Client::send(std::uint32_t destination, std::string_view payload, Timeout timeout) {
   if (payload.size() > max_frame_) {
-    throw ClientError("a message of " + std::to_string(payload.size()) + " bytes is over the server's max_frame (" +
-                      std::to_string(max_frame_) + " bytes)");
+    throw ClientError("a message of " + std::to_string(payload.size()) +
+                      " bytes is over the server's max_frame (" + std::to_string(max_frame_) + " bytes)");
   }
-  const auto length = protocol::encode_be32(static_cast<std::uint32_t>(payload.size() + protocol::kSendOverhead));
+  const auto length =
+      protocol::encode_be32(static_cast<std::uint32_t>(payload.size() + protocol::kSendOverhead));
   const auto dest = protocol::encode_be32(destination);
   std::string frame;
   frame.reserve(payload.size() + 9);
@@ -394,7 +410,9 @@ void Client::ping(Timeout timeout) {
       pongs_.pop_front();  // PONGs come in PING order: earlier ones are stale
       if (match) return;
     }
-    if (closed_) throw ConnectionClosed(peer_ + " closed the connection before answering a PING (" + close_reason_ + ")");
+    if (closed_)
+      throw ConnectionClosed(peer_ + " closed the connection before answering a PING (" + close_reason_ +
+                             ")");
     if (!read_some(deadline)) throw TimeoutError("no PONG from " + peer_ + " within " + ms_text(timeout));
     decode();
   }

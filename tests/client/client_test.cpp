@@ -1,6 +1,8 @@
 // The C++ client library (src/client) against a real server and against fake
 // servers that speak v1 only. Every wait has a deadline: a broken client
 // fails a test, it never hangs it.
+#include "client/client.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,7 +15,6 @@
 #include <string>
 #include <thread>
 
-#include "client/client.hpp"
 #include "harness.hpp"
 
 namespace sb::client {
@@ -310,7 +311,9 @@ class FakeServer {
   std::thread thread_;
 };
 
-std::string id_bytes(std::uint32_t id) { return itest::be32(id); }
+std::string id_bytes(std::uint32_t id) {
+  return itest::be32(id);
+}
 
 TEST(ClientAgainstV1Server, UnsupportedAnswerIsNotV2Error) {
   std::string hello;
@@ -379,7 +382,8 @@ TEST(ClientNonceRule, PreUpgradeDeliveriesHaveNoSourceAndOnlyOurNonceUpgrades) {
       const std::string nul(1, '\0');
       FakeServer::write_bytes(fd, id_bytes(5) + "early" + nul + std::string("bin") + '\x01' + nul);
       const std::string nonce = FakeServer::nonce_of(FakeServer::read_frame(fd));
-      FakeServer::write_bytes(fd, "switchboard/2 ok nonce=00000000000000000000000000000000 id=9 max_frame=10" + nul);
+      FakeServer::write_bytes(
+          fd, "switchboard/2 ok nonce=00000000000000000000000000000000 id=9 max_frame=10" + nul);
       std::string deliver = itest::be32(5 + 3) + '\x81' + itest::be32(42) + std::string("a\0b", 3);
       FakeServer::write_bytes(fd, "switchboard/2 ok nonce=" + nonce + " id=7 max_frame=4096" + nul + deliver);
       FakeServer::wait_for_close(fd);
@@ -454,7 +458,8 @@ TEST_F(ClientTest, SendCommandReportsNoRouteAndExitsNonZero) {
   EXPECT_NE(bad.stderr_text.find("no client 3000000 (no_route)"), std::string::npos) << bad.stderr_text;
 
   Client b = connect();
-  auto good = ServerProcess::run_to_exit({"send", "--server", where, "--to", std::to_string(b.id()), "hi", "b"}, 20s);
+  auto good =
+      ServerProcess::run_to_exit({"send", "--server", where, "--to", std::to_string(b.id()), "hi", "b"}, 20s);
   EXPECT_TRUE(good.clean()) << good.describe() << good.stderr_text;
   EXPECT_EQ(expect_message(b).payload, "hi b");
 }

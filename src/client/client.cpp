@@ -154,7 +154,6 @@ net::Fd connect_socket(const std::string& host, std::uint16_t port, Clock::time_
 
 std::string describe(const ErrorFrame& e) {
   const std::string subject = std::to_string(e.subject);
-  const std::string name(protocol::to_string(e.code));
   switch (e.code) {
     case ErrorCode::no_route:
       return "no client " + subject + " (no_route)";

@@ -7,15 +7,18 @@
 // stderr, "switchboard: ...".
 #include <CLI/CLI.hpp>
 
+#include <charconv>
 #include <cstdint>
 #include <exception>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "bench/bench_command.hpp"
 #include "cli/client_commands.hpp"
 #include "cli/serve_command.hpp"
+#include "cli/units.hpp"
 #include "cli/version.hpp"
 #include "net/socket.hpp"
 
@@ -60,19 +63,29 @@ int main(int argc, char** argv) {
   sb::cli::ServeFlags f;
   auto* serve_cmd = sb::cli::add_serve_command(app, f);
 
-  std::string server = "127.0.0.1:8080";
-  auto* listen_cmd = app.add_subcommand("listen", "Connect, print my ID, then print each message as it arrives");
-  listen_cmd->add_option("--server", server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
-      ->check(kServerAddress)
-      ->capture_default_str();
+  sb::cli::ClientOptions client;
+  std::string client_timeout = "5s";
+  auto add_client_flags = [&](CLI::App* cmd) {
+    cmd->add_option("--server", client.server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
+        ->check(kServerAddress)
+        ->capture_default_str();
+    cmd->add_option("--token", client.token, "Token for a server started with --auth-token-file")
+        ->envname("SWITCHBOARD_TOKEN");
+    cmd->add_option("--timeout", client_timeout, "How long to wait for the server's welcome (and, for send, its PONG)")
+        ->capture_default_str();
+  };
+  bool echo = false;
+  auto* listen_cmd = app.add_subcommand(
+      "listen", "Connect, print my ID, then print each message as 'from ID: text'; send each stdin line 'ID text' to ID");
+  add_client_flags(listen_cmd);
+  listen_cmd->add_flag("--echo", echo, "Also send each message back to its sender");
 
-  std::uint32_t to = 0;
+  std::optional<std::uint32_t> to;
   std::vector<std::string> words;
-  auto* send_cmd = app.add_subcommand("send", "Send a message (the words, or each line of stdin) to a client ID");
-  send_cmd->add_option("--server", server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
-      ->check(kServerAddress)
-      ->capture_default_str();
-  send_cmd->add_option("--to", to, "Destination client ID")->required()->check(CLI::Range(0u, 0xFFFFFFFFu));
+  auto* send_cmd = app.add_subcommand(
+      "send", "Send a message to a client ID: send [--to] ID [text...] (no text: each line of stdin is a message)");
+  add_client_flags(send_cmd);
+  send_cmd->add_option("--to", to, "Destination client ID (or give it as the first word)");
   send_cmd->add_option("text", words, "Message text (default: read lines from stdin)");
 
   sb::bench::add_bench_command(app);
@@ -98,8 +111,27 @@ int main(int argc, char** argv) {
       }
       return sb::cli::serve(f);
     }
-    if (*listen_cmd) return sb::cli::run_listen(server);
-    if (*send_cmd) return sb::cli::run_send(server, to, words);
+    if (*listen_cmd || *send_cmd) {
+      const auto timeout = sb::cli::parse_duration(client_timeout);
+      if (!timeout || timeout->count() <= 0) {
+        return error(kExitUsage, "--timeout: '" + client_timeout + "' is not a duration such as 500ms or 10s");
+      }
+      client.timeout = *timeout;
+    }
+    if (*listen_cmd) return sb::cli::run_listen(client, echo);
+    if (*send_cmd) {
+      if (!to) {
+        std::uint32_t first = 0;
+        const std::string id_word = words.empty() ? "" : words.front();
+        const auto [end, ec] = std::from_chars(id_word.data(), id_word.data() + id_word.size(), first);
+        if (id_word.empty() || ec != std::errc{} || end != id_word.data() + id_word.size()) {
+          return error(kExitUsage, "send: give the destination ID, as --to ID or as the first word");
+        }
+        to = first;
+        words.erase(words.begin());
+      }
+      return sb::cli::run_send(client, *to, words);
+    }
   } catch (const sb::net::StartupError& e) {
     return error(kExitRuntime, e.what());
   } catch (const std::exception& e) {

@@ -49,8 +49,8 @@ wait_for "$work/listen.out" "^id " 10
 id=$(sed -n 's/^id //p' "$work/listen.out")
 "$bin" send --server localhost:8080 --to "$id" hello from the quickstart 2>/dev/null
 printf 'line one\nline two\n' | "$bin" send --to "$id" 2>/dev/null
-wait_for "$work/listen.out" "^line two$" 10
-grep -qx "hello from the quickstart" "$work/listen.out"
+wait_for "$work/listen.out" "^from [0-9]*: line two$" 10
+grep -qx "from [0-9]*: hello from the quickstart" "$work/listen.out"
 echo "listen/send OK"
 
 kill -TERM "$server"

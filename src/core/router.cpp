@@ -257,6 +257,13 @@ Router::Admit Router::admit(const Client& dest, std::size_t n) const noexcept {
     // attacker (or a few hundred) cannot take everyone's memory.
     const std::size_t share = config_.max_pending_total / std::max<std::size_t>(1, nonempty_queues_);
     if (dest.out.size() + n > share) return Admit::over_total;
+    // Queues under their share may still take the total past the cap (the
+    // share shrinks as queues fill); an eighth over it, every non-empty
+    // queue is held to the policy, so the total stays below 9/8 of the cap
+    // plus one frame per queue that was empty (docs/PROTOCOL.md).
+    if (stats_.pending_bytes + n > config_.max_pending_total + config_.max_pending_total / 8) {
+      return Admit::over_total;
+    }
   }
   return Admit::ok;
 }

@@ -187,8 +187,8 @@ TEST_P(HostileTest, HundredFloodsStayUnderTheTotalCap) {
     return parse_stats(server().stderr_text()).value_or(Stats{});
   }();
   EXPECT_GT(during.at("over_total_limit"), 0u) << "the flood never reached --max-pending-total";
-  EXPECT_LE(during.at("peak_pending_bytes"), kTotalCap + kAttackers * (kFloodFrame + 1))
-      << "queued bytes went past the cap by more than one frame per destination";
+  EXPECT_LE(during.at("peak_pending_bytes"), kTotalCap + kTotalCap / 8 + kAttackers * (kFloodFrame + 1))
+      << "queued bytes went past 9/8 of the cap by more than one frame per destination (docs/PROTOCOL.md)";
 
   // The attackers leave; memory goes back.
   for (auto& c : senders) c.abort();

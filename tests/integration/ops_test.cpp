@@ -270,7 +270,7 @@ TEST(OpsTest, BadValuesAreOneLineUsageErrors) {
 
 TEST(OpsTest, EnginesWithoutAuthRefuseTheTokenFile) {
   TempFile tokens("secret-token\n", ".tokens");
-  for (const std::string engine : {"mutex", "channels", "channel-per-writer", "race"}) {
+  for (const std::string engine : {"mutex", "channels", "channel-per-writer"}) {
     const ExitInfo info = ServerProcess::run_to_exit(
         {"serve", "--listen", "127.0.0.1:0", "--engine", engine, "--auth-token-file", tokens.path()}, kStartTimeout);
     EXPECT_TRUE(info.exited && info.code == 2) << engine << ": " << info.describe();

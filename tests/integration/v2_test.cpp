@@ -859,14 +859,24 @@ TEST_P(AuthTest, SighupReloadsTheTokenFile) {
   c.send(old_a.id(), "new token");
   EXPECT_TRUE(is_deliver(old_a.next(after(kIoTimeout)), c.id(), "new token"));
 
-  // A file with no valid token keeps the old list (and says so).
+  // A file with no valid token refuses every new hello (and says so);
+  // sessions already open stay.
   write_tokens("# nothing\n");
   server().send_signal(SIGHUP);
+  ASSERT_TRUE(wait_for_log(server(), "every new hello will be refused"));
+  Client late = connect();
+  const std::string n2 = random_nonce();
+  late.send_frame(kServerId, "switchboard/2 nonce=" + n2 + " token=" + std::string(kTokenB), after(kIoTimeout));
+  EXPECT_EQ(late.read_until_close(after(kIoTimeout)).data, "switchboard/2 error nonce=" + n2 + " unauthorized" + '\0');
+  c.send(b.id(), "still here");
+  EXPECT_TRUE(is_deliver(b.next(after(kIoTimeout)), c.id(), "still here"));
+  // A file that cannot be read keeps the list in force.
+  std::filesystem::remove(path_);
+  server().send_signal(SIGHUP);
   ASSERT_TRUE(wait_for_log(server(), "keeping the tokens loaded before"));
-  V2Client d = connect_token(kTokenB);
   ASSERT_TRUE(server().running());
   const ExitInfo info = stop_server();
-  EXPECT_EQ(info.stat("auth_failures"), 1u);
+  EXPECT_EQ(info.stat("auth_failures"), 2u);
   expect_no_token_in(info.stderr_text + info.stdout_text);
 }
 

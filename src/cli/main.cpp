@@ -6,7 +6,6 @@
 // own codes (100 and up) are mapped onto 0 and 2. Every error is one line on
 // stderr, "switchboard: ...".
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <exception>
 #include <iostream>
@@ -52,23 +51,26 @@ const CLI::Validator kServerAddress = CLI::Validator(
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"switchboard: a TCP message router. Clients connect, get an ID, and send each other messages by ID."};
+  CLI::App app{
+      "switchboard: a TCP message router. Clients connect, get an ID, and send each other messages by ID."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("switchboard ") + sb::cli::kVersion + " (git " +
-                                        sb::cli::kGitRevision + ")");
+  app.set_version_flag(
+      "--version", std::string("switchboard ") + sb::cli::kVersion + " (git " + sb::cli::kGitRevision + ")");
 
   sb::cli::ServeFlags f;
   auto* serve_cmd = sb::cli::add_serve_command(app, f);
 
   std::string server = "127.0.0.1:8080";
-  auto* listen_cmd = app.add_subcommand("listen", "Connect, print my ID, then print each message as it arrives");
+  auto* listen_cmd =
+      app.add_subcommand("listen", "Connect, print my ID, then print each message as it arrives");
   listen_cmd->add_option("--server", server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
       ->check(kServerAddress)
       ->capture_default_str();
 
   std::uint32_t to = 0;
   std::vector<std::string> words;
-  auto* send_cmd = app.add_subcommand("send", "Send a message (the words, or each line of stdin) to a client ID");
+  auto* send_cmd =
+      app.add_subcommand("send", "Send a message (the words, or each line of stdin) to a client ID");
   send_cmd->add_option("--server", server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
       ->check(kServerAddress)
       ->capture_default_str();
@@ -86,7 +88,8 @@ int main(int argc, char** argv) {
     const std::string what = e.what();
     const std::string unknown_key = "INI was not able to parse serve.";
     if (what.starts_with(unknown_key)) {
-      return error(kExitUsage, "--config: unknown key '" + what.substr(unknown_key.size()) + "' (keys are serve's flag names)");
+      return error(kExitUsage, "--config: unknown key '" + what.substr(unknown_key.size()) +
+                                   "' (keys are serve's flag names)");
     }
     return error(kExitUsage, what);
   }

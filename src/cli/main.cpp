@@ -37,20 +37,7 @@ int error(int code, const std::string& message) {
   return code;
 }
 
-const CLI::Validator kServerAddress = CLI::Validator(
-    [](std::string& text) -> std::string {
-      try {
-        sb::net::parse_endpoint(text);
-        return {};
-      } catch (const sb::net::StartupError& e) {
-        return e.what();
-      }
-    },
-    "HOST:PORT");
-
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "switchboard: a TCP message router. Clients connect, get an ID, and send each other messages by ID."};
   app.require_subcommand(1);
@@ -64,7 +51,7 @@ int main(int argc, char** argv) {
   auto* listen_cmd =
       app.add_subcommand("listen", "Connect, print my ID, then print each message as it arrives");
   listen_cmd->add_option("--server", server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
-      ->check(kServerAddress)
+      ->check(sb::cli::address_validator())
       ->capture_default_str();
 
   std::uint32_t to = 0;
@@ -72,7 +59,7 @@ int main(int argc, char** argv) {
   auto* send_cmd =
       app.add_subcommand("send", "Send a message (the words, or each line of stdin) to a client ID");
   send_cmd->add_option("--server", server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
-      ->check(kServerAddress)
+      ->check(sb::cli::address_validator())
       ->capture_default_str();
   send_cmd->add_option("--to", to, "Destination client ID")->required()->check(CLI::Range(0u, 0xFFFFFFFFu));
   send_cmd->add_option("text", words, "Message text (default: read lines from stdin)");
@@ -109,4 +96,14 @@ int main(int argc, char** argv) {
     return error(kExitRuntime, e.what());
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // setting up the flags, or printing help, failed
+    return error(kExitRuntime, e.what());
+  }
 }

@@ -38,17 +38,6 @@ CLI::Validator duration_validator(milliseconds min, milliseconds max) {
   return CLI::Validator([min, max](std::string& text) { return check_duration(text, min, max); }, "DURATION");
 }
 
-const CLI::Validator kAddress = CLI::Validator(
-    [](std::string& text) -> std::string {
-      try {
-        net::parse_endpoint(text);
-        return {};
-      } catch (const net::StartupError& e) {
-        return e.what();
-      }
-    },
-    "HOST:PORT");
-
 std::vector<std::string> engine_names() {
   return {engines::kEngineNames.begin(), engines::kEngineNames.end()};
 }
@@ -63,8 +52,8 @@ milliseconds duration_of(const std::string& text) {
 
 std::string human_size(std::uint64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1fG",
-                static_cast<double>(bytes) / static_cast<double>(std::uint64_t{1} << 30));
+  (void)std::snprintf(buf, sizeof buf, "%.1fG",
+                      static_cast<double>(bytes) / static_cast<double>(std::uint64_t{1} << 30));
   return buf;
 }
 
@@ -94,6 +83,19 @@ class ServeConfig final : public CLI::ConfigTOML {
 
 }  // namespace
 
+CLI::Validator address_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          net::parse_endpoint(text);
+          return {};
+        } catch (const net::StartupError& e) {
+          return e.what();
+        }
+      },
+      "HOST:PORT");
+}
+
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   if (f.engine.empty()) f.engine = std::string(engines::kEngineNames[0]);
   auto* cmd = app.add_subcommand("serve", "Run the router");
@@ -106,7 +108,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   cmd->fallthrough();                                       // `serve --config FILE`
   cmd->add_option("--listen", f.listen,
                   "Address to listen on: HOST:PORT, [IPv6]:PORT or NAME:PORT (port 0: any free port)")
-      ->check(kAddress)
+      ->check(address_validator())
       ->capture_default_str();
   cmd->add_option("--engine", f.engine, "Engine")
       ->check(CLI::IsMember(engine_names()))
@@ -195,8 +197,9 @@ int serve(const ServeFlags& f) {
 
   const std::string engine_name = f.engine;
   options.on_listening = [engine_name](const net::Endpoint& bound) {
-    std::printf("switchboard listening on %s (engine %s)\n", bound.to_string().c_str(), engine_name.c_str());
-    std::fflush(stdout);
+    (void)std::printf("switchboard listening on %s (engine %s)\n", bound.to_string().c_str(),
+                      engine_name.c_str());
+    (void)std::fflush(stdout);
     notify_ready("listening on " + bound.to_string());
   };
   options.on_draining = [] { notify_stopping(); };

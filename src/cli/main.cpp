@@ -41,24 +41,12 @@ int error(int code, const std::string& message) {
   return code;
 }
 
-const CLI::Validator kServerAddress = CLI::Validator(
-    [](std::string& text) -> std::string {
-      try {
-        sb::net::parse_endpoint(text);
-        return {};
-      } catch (const sb::net::StartupError& e) {
-        return e.what();
-      }
-    },
-    "HOST:PORT");
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"switchboard: a TCP message router. Clients connect, get an ID, and send each other messages by ID."};
+int run(int argc, char** argv) {
+  CLI::App app{
+      "switchboard: a TCP message router. Clients connect, get an ID, and send each other messages by ID."};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("switchboard ") + sb::cli::kVersion + " (git " +
-                                        sb::cli::kGitRevision + ")");
+  app.set_version_flag(
+      "--version", std::string("switchboard ") + sb::cli::kVersion + " (git " + sb::cli::kGitRevision + ")");
 
   sb::cli::ServeFlags f;
   auto* serve_cmd = sb::cli::add_serve_command(app, f);
@@ -67,7 +55,7 @@ int main(int argc, char** argv) {
   std::string client_timeout = "5s";
   auto add_client_flags = [&](CLI::App* cmd) {
     cmd->add_option("--server", client.server, "Server address: HOST:PORT, [IPv6]:PORT or NAME:PORT")
-        ->check(kServerAddress)
+        ->check(sb::cli::address_validator())
         ->capture_default_str();
     cmd->add_option("--token", client.token, "Token for a server started with --auth-token-file")
         ->envname("SWITCHBOARD_TOKEN");
@@ -99,7 +87,8 @@ int main(int argc, char** argv) {
     const std::string what = e.what();
     const std::string unknown_key = "INI was not able to parse serve.";
     if (what.starts_with(unknown_key)) {
-      return error(kExitUsage, "--config: unknown key '" + what.substr(unknown_key.size()) + "' (keys are serve's flag names)");
+      return error(kExitUsage, "--config: unknown key '" + what.substr(unknown_key.size()) +
+                                   "' (keys are serve's flag names)");
     }
     return error(kExitUsage, what);
   }
@@ -138,4 +127,14 @@ int main(int argc, char** argv) {
     return error(kExitRuntime, e.what());
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // setting up the flags, or printing help, failed
+    return error(kExitRuntime, e.what());
+  }
 }

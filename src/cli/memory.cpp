@@ -59,7 +59,8 @@ std::optional<MemoryLimit> memory_limit() {
   std::optional<std::uint64_t> physical;
   const long pages = ::sysconf(_SC_PHYS_PAGES);
   const long page_size = ::sysconf(_SC_PAGESIZE);
-  if (pages > 0 && page_size > 0) physical = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
+  if (pages > 0 && page_size > 0)
+    physical = static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
   return memory_limit(physical, "/sys/fs/cgroup", "/proc/self/cgroup");
 }
 

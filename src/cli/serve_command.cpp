@@ -36,28 +36,22 @@ CLI::Validator duration_validator(milliseconds min, milliseconds max) {
   return CLI::Validator([min, max](std::string& text) { return check_duration(text, min, max); }, "DURATION");
 }
 
-const CLI::Validator kAddress = CLI::Validator(
-    [](std::string& text) -> std::string {
-      try {
-        net::parse_endpoint(text);
-        return {};
-      } catch (const net::StartupError& e) {
-        return e.what();
-      }
-    },
-    "HOST:PORT");
-
 std::vector<std::string> engine_names() {
   return {engines::kEngineNames.begin(), engines::kEngineNames.end()};
 }
 
 // Validated already: these cannot fail.
-std::uint64_t size_of(const std::string& text) { return parse_size(text).value_or(0); }
-milliseconds duration_of(const std::string& text) { return parse_duration(text).value_or(milliseconds{0}); }
+std::uint64_t size_of(const std::string& text) {
+  return parse_size(text).value_or(0);
+}
+milliseconds duration_of(const std::string& text) {
+  return parse_duration(text).value_or(milliseconds{0});
+}
 
 std::string human_size(std::uint64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1fG", static_cast<double>(bytes) / static_cast<double>(std::uint64_t{1} << 30));
+  (void)std::snprintf(buf, sizeof buf, "%.1fG",
+                      static_cast<double>(bytes) / static_cast<double>(std::uint64_t{1} << 30));
   return buf;
 }
 
@@ -87,48 +81,73 @@ class ServeConfig final : public CLI::ConfigTOML {
 
 }  // namespace
 
+CLI::Validator address_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          net::parse_endpoint(text);
+          return {};
+        } catch (const net::StartupError& e) {
+          return e.what();
+        }
+      },
+      "HOST:PORT");
+}
+
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   if (f.engine.empty()) f.engine = std::string(engines::kEngineNames[0]);
   auto* cmd = app.add_subcommand("serve", "Run the router");
   // TOML with one key per flag, e.g. listen = "127.0.0.1:9000"; flags given
   // on the command line win over the file.
   app.config_formatter(std::make_shared<ServeConfig>());
-  app.set_config("--config", "", "serve: read flags from this TOML file (flag = value; command-line flags win)");
+  app.set_config("--config", "",
+                 "serve: read flags from this TOML file (flag = value; command-line flags win)");
   app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is a usage error
-  cmd->fallthrough();  // `serve --config FILE`
-  cmd->add_option("--listen", f.listen, "Address to listen on: HOST:PORT, [IPv6]:PORT or NAME:PORT (port 0: any free port)")
-      ->check(kAddress)
+  cmd->fallthrough();                                       // `serve --config FILE`
+  cmd->add_option("--listen", f.listen,
+                  "Address to listen on: HOST:PORT, [IPv6]:PORT or NAME:PORT (port 0: any free port)")
+      ->check(address_validator())
       ->capture_default_str();
-  cmd->add_option("--engine", f.engine, "Engine")->check(CLI::IsMember(engine_names()))->capture_default_str();
-  cmd->add_option("--max-frame", f.max_frame, "Largest payload a client may send (bytes, K, M, G; 1..1G); a longer frame closes its sender")
+  cmd->add_option("--engine", f.engine, "Engine")
+      ->check(CLI::IsMember(engine_names()))
+      ->capture_default_str();
+  cmd->add_option(
+         "--max-frame", f.max_frame,
+         "Largest payload a client may send (bytes, K, M, G; 1..1G); a longer frame closes its sender")
       ->check(size_validator(1, kMaxFrameLimit))
       ->capture_default_str();
-  cmd->add_option("--max-pending", f.max_pending, "Outbound bytes queued per destination before the slow-consumer policy acts (1..1T)")
+  cmd->add_option("--max-pending", f.max_pending,
+                  "Outbound bytes queued per destination before the slow-consumer policy acts (1..1T)")
       ->check(size_validator(1, kMaxPendingLimit))
       ->capture_default_str();
-  cmd->add_option("--max-pending-total", f.max_pending_total,
-                  "Outbound bytes queued for all clients together (1..1T; default: 1/4 of the memory or cgroup limit)")
+  cmd->add_option(
+         "--max-pending-total", f.max_pending_total,
+         "Outbound bytes queued for all clients together (1..1T; default: 1/4 of the memory or cgroup limit)")
       ->check(size_validator(1, kMaxPendingLimit));
   cmd->add_option("--slow-consumer", f.slow_consumer, "backpressure (pause its senders), disconnect, or drop")
       ->check(CLI::IsMember({"backpressure", "disconnect", "drop"}))
       ->capture_default_str();
   cmd->add_option("--stall-timeout", f.stall_timeout,
-                  "backpressure: close a destination that makes no write progress for this long while senders wait (1ms..24h)")
+                  "backpressure: close a destination that makes no write progress for this long while "
+                  "senders wait (1ms..24h)")
       ->check(duration_validator(milliseconds{1}, kMaxDuration))
       ->capture_default_str();
   cmd->add_option("--max-conns", f.max_conns, "Connection limit (0: what the open-files limit allows)")
       ->check(CLI::Range(std::int64_t{0}, kMaxConnsLimit))
       ->capture_default_str();
-  cmd->add_option("--drain-timeout", f.drain_timeout, "On SIGINT/SIGTERM, how long to keep writing queued output (0..24h)")
+  cmd->add_option("--drain-timeout", f.drain_timeout,
+                  "On SIGINT/SIGTERM, how long to keep writing queued output (0..24h)")
       ->check(duration_validator(milliseconds{0}, kMaxDuration))
       ->capture_default_str();
-  cmd->add_option("--threads", f.threads, "Threads for multi-threaded engines (0: one per core; at most 1024)")
+  cmd->add_option("--threads", f.threads,
+                  "Threads for multi-threaded engines (0: one per core; at most 1024)")
       ->check(CLI::Range(std::int64_t{0}, kMaxThreads))
       ->capture_default_str();
   cmd->add_option("--auth-token-file", f.auth_token_file,
                   "Require protocol v2 authentication with the tokens in this file, one per line (reactor, sharded and race engines)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--auth-timeout", f.auth_timeout, "With --auth-token-file: close a client not authenticated after this long (1ms..24h)")
+  cmd->add_option("--auth-timeout", f.auth_timeout,
+                  "With --auth-token-file: close a client not authenticated after this long (1ms..24h)")
       ->check(duration_validator(milliseconds{1}, kMaxDuration))
       ->capture_default_str();
   cmd->add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")
@@ -162,7 +181,8 @@ int serve(const ServeFlags& f) {
   } else {
     options.router.max_pending_total = size_of(f.max_pending_total);
   }
-  options.router.policy = core::parse_policy(f.slow_consumer).value_or(core::SlowConsumerPolicy::backpressure);
+  options.router.policy =
+      core::parse_policy(f.slow_consumer).value_or(core::SlowConsumerPolicy::backpressure);
   options.router.stall_timeout = duration_of(f.stall_timeout);
   options.drain_timeout = duration_of(f.drain_timeout);
   options.auth_token_file = f.auth_token_file;
@@ -173,8 +193,9 @@ int serve(const ServeFlags& f) {
 
   const std::string engine_name = f.engine;
   options.on_listening = [engine_name](const net::Endpoint& bound) {
-    std::printf("switchboard listening on %s (engine %s)\n", bound.to_string().c_str(), engine_name.c_str());
-    std::fflush(stdout);
+    (void)std::printf("switchboard listening on %s (engine %s)\n", bound.to_string().c_str(),
+                      engine_name.c_str());
+    (void)std::fflush(stdout);
     notify_ready("listening on " + bound.to_string());
   };
   options.on_draining = [] { notify_stopping(); };
@@ -187,7 +208,8 @@ int serve(const ServeFlags& f) {
       f.engine, options.listen.to_string(), options.max_frame, options.router.max_pending,
       options.router.max_pending_total, total_note, f.slow_consumer, f.stall_timeout, f.drain_timeout,
       f.max_conns == 0 ? std::string("auto") : std::to_string(f.max_conns),
-      f.threads == 0 ? std::string("auto") : std::to_string(f.threads), f.auth_token_file.empty() ? "off" : "on",
+      f.threads == 0 ? std::string("auto") : std::to_string(f.threads),
+      f.auth_token_file.empty() ? "off" : "on",
       f.auth_token_file.empty() ? std::string() : " auth-timeout=" + f.auth_timeout);
 
   auto engine = engines::make_engine(f.engine, options);

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <string>
 
@@ -34,6 +33,10 @@ inline constexpr std::uint64_t kMaxFrameLimit = std::uint64_t{1} << 30;    // 1G
 inline constexpr std::uint64_t kMaxPendingLimit = std::uint64_t{1} << 40;  // 1T
 inline constexpr std::int64_t kMaxThreads = 1024;
 inline constexpr std::int64_t kMaxConnsLimit = 10'000'000;
+
+// Checks an address flag's syntax (net::parse_endpoint): HOST:PORT,
+// [IPv6]:PORT or NAME:PORT. For --listen and the clients' --server.
+CLI::Validator address_validator();
 
 // Adds `serve` and its flags (with --config) to `app`.
 CLI::App* add_serve_command(CLI::App& app, ServeFlags& flags);

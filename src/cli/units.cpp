@@ -10,7 +10,16 @@ namespace sb::cli {
 namespace {
 
 constexpr std::array<std::pair<std::string_view, unsigned>, 10> kSizeSuffixes = {{
-    {"B", 0}, {"K", 10}, {"k", 10}, {"KiB", 10}, {"M", 20}, {"MiB", 20}, {"G", 30}, {"GiB", 30}, {"T", 40}, {"TiB", 40},
+    {"B", 0},
+    {"K", 10},
+    {"k", 10},
+    {"KiB", 10},
+    {"M", 20},
+    {"MiB", 20},
+    {"G", 30},
+    {"GiB", 30},
+    {"T", 40},
+    {"TiB", 40},
 }};
 
 }  // namespace
@@ -57,7 +66,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   // value <= 1e9 units keeps the product (at most 3.6e15 ms) exact in an
   // int64; the callers' own bounds are far lower.
-  if (ec != std::errc{} || ptr != text.data() + text.size() || !(value >= 0) || value > 1e9) return std::nullopt;
+  if (ec != std::errc{} || ptr != text.data() + text.size() || !(value >= 0) || value > 1e9)
+    return std::nullopt;
   return std::chrono::milliseconds{static_cast<std::int64_t>(std::llround(value * scale))};
 }
 
@@ -69,7 +79,8 @@ std::string check_size(std::string_view text, std::uint64_t min, std::uint64_t m
   return {};
 }
 
-std::string check_duration(std::string_view text, std::chrono::milliseconds min, std::chrono::milliseconds max) {
+std::string check_duration(std::string_view text, std::chrono::milliseconds min,
+                           std::chrono::milliseconds max) {
   const auto v = parse_duration(text);
   if (!v) return "'" + std::string(text) + "' is not a duration such as 500ms, 10s, 2m or 1h";
   if (*v < min) {
@@ -81,7 +92,8 @@ std::string check_duration(std::string_view text, std::chrono::milliseconds min,
 }
 
 std::string format_size(std::uint64_t bytes) {
-  static constexpr std::array<std::pair<unsigned, char>, 4> kUnits = {{{40, 'T'}, {30, 'G'}, {20, 'M'}, {10, 'K'}}};
+  static constexpr std::array<std::pair<unsigned, char>, 4> kUnits = {
+      {{40, 'T'}, {30, 'G'}, {20, 'M'}, {10, 'K'}}};
   for (const auto& [shift, unit] : kUnits) {
     const std::uint64_t one = std::uint64_t{1} << shift;
     if (bytes >= one && bytes % one == 0) return std::to_string(bytes >> shift) + unit;

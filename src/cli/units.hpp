@@ -22,7 +22,8 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
 // the bounds ("must be at most 1G"). For CLI11 validators.
 std::string check_size(std::string_view text, std::uint64_t min, std::uint64_t max);
 // The same for durations.
-std::string check_duration(std::string_view text, std::chrono::milliseconds min, std::chrono::milliseconds max);
+std::string check_duration(std::string_view text, std::chrono::milliseconds min,
+                           std::chrono::milliseconds max);
 
 // 1048576 -> "1M", 1536 -> "1536", 6442450944 -> "6G"; exact, the largest
 // unit that divides the value.

@@ -28,7 +28,7 @@ std::string rfc3339(spdlog::log_clock::time_point when) {
   const long offset_min = tm.tm_gmtoff / 60;
   const long abs_min = offset_min < 0 ? -offset_min : offset_min;
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%02ld:%02ld", tm.tm_year + 1900, tm.tm_mon + 1,
+  (void)std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03d%c%02ld:%02ld", tm.tm_year + 1900, tm.tm_mon + 1,
                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis), offset_min < 0 ? '-' : '+',
                 abs_min / 60, abs_min % 60);
   return buf;

@@ -16,7 +16,9 @@ namespace sb::net {
 
 namespace {
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 bool is_ipv6_literal(const std::string& host) {
   in6_addr a{};
@@ -59,13 +61,15 @@ std::string SocketAddress::to_string() const {
 Endpoint parse_endpoint(const std::string& text) {
   const auto colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) {
-    throw StartupError("address '" + text + "' is not HOST:PORT (e.g. 127.0.0.1:8080, [::1]:8080, localhost:8080)");
+    throw StartupError("address '" + text +
+                       "' is not HOST:PORT (e.g. 127.0.0.1:8080, [::1]:8080, localhost:8080)");
   }
   Endpoint e;
   e.host = text.substr(0, colon);
   if (e.host.size() >= 2 && e.host.front() == '[' && e.host.back() == ']') {
     e.host = e.host.substr(1, e.host.size() - 2);
-    if (!is_ipv6_literal(e.host)) throw StartupError("'" + e.host + "' in '" + text + "' is not an IPv6 address");
+    if (!is_ipv6_literal(e.host))
+      throw StartupError("'" + e.host + "' in '" + text + "' is not an IPv6 address");
   } else if (e.host.find(':') != std::string::npos) {
     throw StartupError("address '" + text + "': an IPv6 address goes in brackets, as in [::1]:8080");
   } else if (!is_host_name(e.host)) {
@@ -92,8 +96,8 @@ std::vector<SocketAddress> resolve(const Endpoint& where, bool passive) {
   const std::string port = std::to_string(where.port);
   const int rc = ::getaddrinfo(where.host.c_str(), port.c_str(), &hints, &list);
   if (rc != 0) {
-    throw StartupError("cannot resolve '" + where.host + "': " +
-                       (rc == EAI_SYSTEM ? errno_text(errno) : std::string(::gai_strerror(rc))));
+    throw StartupError("cannot resolve '" + where.host +
+                       "': " + (rc == EAI_SYSTEM ? errno_text(errno) : std::string(::gai_strerror(rc))));
   }
   std::vector<SocketAddress> out;
   for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
@@ -169,7 +173,9 @@ Fd connect_tcp(const Endpoint& where) {
   throw StartupError(failure);
 }
 
-Fd connect_tcp(const std::string& address) { return connect_tcp(parse_endpoint(address)); }
+Fd connect_tcp(const std::string& address) {
+  return connect_tcp(parse_endpoint(address));
+}
 
 void set_nodelay(int fd) noexcept {
   const int one = 1;
@@ -189,6 +195,8 @@ std::uint64_t open_files_limit() noexcept {
   return lim.rlim_cur;
 }
 
-void ignore_sigpipe() noexcept { ::signal(SIGPIPE, SIG_IGN); }
+void ignore_sigpipe() noexcept {
+  ::signal(SIGPIPE, SIG_IGN);
+}
 
 }  // namespace sb::net

@@ -9,9 +9,11 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -40,8 +42,8 @@ std::size_t count_lines(const std::string& text) {
 class TempFile {
  public:
   explicit TempFile(const std::string& content, const std::string& suffix = ".toml") {
-    path_ = (fs::temp_directory_path() / ("switchboard-ops-" + std::to_string(::getpid()) + "-" +
-                                          std::to_string(counter_++) + suffix))
+    path_ = (fs::temp_directory_path() /
+             ("switchboard-ops-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++) + suffix))
                 .string();
     std::ofstream(path_) << content;
   }
@@ -92,7 +94,8 @@ class AnyAddressServer {
   std::string listening_line(Deadline deadline) {
     std::string buf;
     while (buf.find('\n') == std::string::npos) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left <= 0) throw HarnessError("no listening line before the deadline; got \"" + buf + "\"");
       pollfd p{out_.get(), POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
@@ -152,7 +155,8 @@ std::string read_n(int fd, std::size_t n) {
   while (out.size() < n) {
     char buf[256];
     const ssize_t got = ::recv(fd, buf, std::min(sizeof buf, n - out.size()), 0);
-    if (got <= 0) throw HarnessError("read ended after " + std::to_string(out.size()) + " of " + std::to_string(n));
+    if (got <= 0)
+      throw HarnessError("read ended after " + std::to_string(out.size()) + " of " + std::to_string(n));
     out.append(buf, static_cast<std::size_t>(got));
   }
   return out;
@@ -191,7 +195,9 @@ bool has_ipv6_loopback() {
 TEST(OpsTest, VersionPrintsProjectVersionAndRevision) {
   const ExitInfo info = ServerProcess::run_to_exit({"--version"}, kStartTimeout);
   ASSERT_TRUE(info.clean()) << info.describe() << " stderr: " << info.stderr_text;
-  EXPECT_TRUE(std::regex_match(info.stdout_text, std::regex(R"(switchboard [0-9]+\.[0-9]+\.[0-9]+ \(git ([0-9a-f]{7,40}(-dirty)?|unknown)\)\n)")))
+  EXPECT_TRUE(std::regex_match(
+      info.stdout_text,
+      std::regex(R"(switchboard [0-9]+\.[0-9]+\.[0-9]+ \(git ([0-9a-f]{7,40}(-dirty)?|unknown)\)\n)")))
       << "stdout: " << info.stdout_text;
 }
 
@@ -218,7 +224,8 @@ TEST(OpsTest, AddressInUseIsARuntimeFailureExitOne) {
 
 TEST(OpsTest, UnreachableServerIsExitOne) {
   // Port 1 on loopback: nothing listens there in a test environment.
-  const ExitInfo info = ServerProcess::run_to_exit({"send", "--server", "127.0.0.1:1", "--to", "0", "x"}, kStartTimeout);
+  const ExitInfo info =
+      ServerProcess::run_to_exit({"send", "--server", "127.0.0.1:1", "--to", "0", "x"}, kStartTimeout);
   EXPECT_TRUE(info.exited && info.code == 1) << info.describe();
   EXPECT_EQ(count_lines(info.stderr_text), 1u) << info.stderr_text;
 }
@@ -232,7 +239,7 @@ struct BadFlag {
 
 TEST(OpsTest, BadValuesAreOneLineUsageErrors) {
   const std::vector<BadFlag> cases = {
-      {{"--max-frame", "18446744073709551615"}, "--max-frame"},  // fits u64, far above the bound
+      {{"--max-frame", "18446744073709551615"}, "--max-frame"},     // fits u64, far above the bound
       {{"--max-frame", "99999999999999999999999"}, "--max-frame"},  // overflows u64
       {{"--max-frame", "0"}, "--max-frame"},
       {{"--max-frame", "-1"}, "--max-frame"},
@@ -260,10 +267,12 @@ TEST(OpsTest, BadValuesAreOneLineUsageErrors) {
     args.insert(args.end(), c.args.begin(), c.args.end());
     const ExitInfo info = ServerProcess::run_to_exit(args, kStartTimeout);
     const std::string what = c.args[0] + (c.args.size() > 1 ? " " + c.args[1] : "");
-    EXPECT_TRUE(info.exited && info.code == 2) << what << ": " << info.describe() << "; stderr: " << info.stderr_text;
+    EXPECT_TRUE(info.exited && info.code == 2)
+        << what << ": " << info.describe() << "; stderr: " << info.stderr_text;
     EXPECT_EQ(count_lines(info.stderr_text), 1u) << what << ": stderr: " << info.stderr_text;
     EXPECT_EQ(info.stderr_text.rfind("switchboard: ", 0), 0u) << what << ": stderr: " << info.stderr_text;
-    EXPECT_NE(info.stderr_text.find(c.must_mention), std::string::npos) << what << ": stderr: " << info.stderr_text;
+    EXPECT_NE(info.stderr_text.find(c.must_mention), std::string::npos)
+        << what << ": stderr: " << info.stderr_text;
     EXPECT_EQ(info.stdout_text, "") << what;
   }
 }
@@ -272,7 +281,8 @@ TEST(OpsTest, EnginesWithoutAuthRefuseTheTokenFile) {
   TempFile tokens("secret-token\n", ".tokens");
   for (const std::string engine : {"mutex", "channels", "channel-per-writer"}) {
     const ExitInfo info = ServerProcess::run_to_exit(
-        {"serve", "--listen", "127.0.0.1:0", "--engine", engine, "--auth-token-file", tokens.path()}, kStartTimeout);
+        {"serve", "--listen", "127.0.0.1:0", "--engine", engine, "--auth-token-file", tokens.path()},
+        kStartTimeout);
     EXPECT_TRUE(info.exited && info.code == 2) << engine << ": " << info.describe();
     EXPECT_EQ(count_lines(info.stderr_text), 1u) << engine << ": " << info.stderr_text;
     EXPECT_NE(info.stderr_text.find("--auth-token-file"), std::string::npos) << info.stderr_text;
@@ -293,8 +303,8 @@ TEST(OpsTest, ConfigFileSetsFlagsAndTheCommandLineWins) {
   {
     // The file's listen address (a privileged port) and engine lose.
     TempFile other("listen = \"127.0.0.1:1\"\nengine = \"race\"\n");
-    ServerProcess srv = ServerProcess::start({"serve", "--config", other.path(), "--listen", "127.0.0.1:0",
-                                              "--engine", "reactor"});
+    ServerProcess srv = ServerProcess::start(
+        {"serve", "--config", other.path(), "--listen", "127.0.0.1:0", "--engine", "reactor"});
     EXPECT_EQ(srv.engine(), "reactor");
     EXPECT_NE(srv.port(), 1);
     EXPECT_TRUE(srv.stop().clean());
@@ -328,7 +338,8 @@ TEST(OpsTest, DefaultPendingTotalIsPrintedAtStart) {
 // ---- addresses
 
 TEST(OpsTest, ListensOnIpv6Loopback) {
-  if (!has_ipv6_loopback()) GTEST_SKIP() << "this machine has no ::1 (IPv6 loopback), so there is nothing to test";
+  if (!has_ipv6_loopback())
+    GTEST_SKIP() << "this machine has no ::1 (IPv6 loopback), so there is nothing to test";
   for (const std::string engine : {"reactor", "mutex"}) {  // the reactor's socket and an Asio acceptor
     AnyAddressServer srv({"serve", "--listen", "[::1]:0", "--engine", engine});
     const std::string line = srv.listening_line(after(kStartTimeout));
@@ -349,18 +360,51 @@ TEST(OpsTest, ListensOnAHostName) {
 TEST(OpsTest, ClientCommandsTakeHostNames) {
   ServerProcess srv = ServerProcess::start({"serve", "--listen", "127.0.0.1:0"});
   Client listener = Client::connect(srv.port(), after(kIoTimeout));
-  const ExitInfo sent = ServerProcess::run_to_exit(
-      {"send", "--server", "localhost:" + std::to_string(srv.port()), "--to", std::to_string(listener.id()), "hi", "there"},
-      kStartTimeout);
+  const ExitInfo sent =
+      ServerProcess::run_to_exit({"send", "--server", "localhost:" + std::to_string(srv.port()), "--to",
+                                  std::to_string(listener.id()), "hi", "there"},
+                                 kStartTimeout);
   EXPECT_TRUE(sent.clean()) << sent.describe() << " " << sent.stderr_text;
   EXPECT_EQ(listener.read_frame(after(kIoTimeout)), "hi there");
   EXPECT_TRUE(srv.stop().clean());
 }
 
+// ---- systemd
+
+TEST(OpsTest, NotifiesSystemdWhenListening) {
+  // Stands in for systemd: the datagram socket NOTIFY_SOCKET names.
+  UniqueFd sock(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(sock);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string path =
+      (fs::temp_directory_path() / ("switchboard-notify-" + std::to_string(::getpid()))).string();
+  ASSERT_LT(path.size(), sizeof addr.sun_path);
+  std::remove(path.c_str());
+  std::copy(path.begin(), path.end(), addr.sun_path);
+  ASSERT_EQ(::bind(sock.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{10, 0};
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  ServerProcess srv = ServerProcess::start({"serve", "--listen", "127.0.0.1:0"});
+  ::unsetenv("NOTIFY_SOCKET");
+  char buf[512] = {};
+  const ssize_t n = ::recv(sock.get(), buf, sizeof buf - 1, 0);
+  std::remove(path.c_str());
+  EXPECT_TRUE(srv.stop().clean());
+  ASSERT_GT(n, 0) << "no notification within 10 s (built without libsystemd?)";
+  const std::string message(buf, static_cast<std::size_t>(n));
+  EXPECT_NE(message.find("READY=1"), std::string::npos) << message;
+  EXPECT_NE(message.find("STATUS=listening on 127.0.0.1:" + std::to_string(srv.port())), std::string::npos)
+      << message;
+}
+
 // ---- logs
 
 TEST(OpsTest, JsonLogLinesParse) {
-  if (std::system("python3 -c 'import json' >/dev/null 2>&1") != 0) GTEST_SKIP() << "python3 is not installed";
+  if (std::system("python3 -c 'import json' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3 is not installed";
   ServerProcess srv = ServerProcess::start({"serve", "--listen", "127.0.0.1:0", "--log-format", "json"});
   Client a = Client::connect(srv.port(), after(kIoTimeout));
   Client b = Client::connect(srv.port(), after(kIoTimeout));
@@ -391,8 +435,8 @@ assert stats is not None and stats["fields"]["routed"] == 2, stats
 TEST(OpsTest, TextLogTimesShowTheirZone) {
   ServerProcess srv = ServerProcess::start({"serve", "--listen", "127.0.0.1:0"});
   const ExitInfo info = srv.stop();
-  EXPECT_TRUE(std::regex_search(info.stderr_text,
-                                std::regex(R"(^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d\] \[info\] )")))
+  EXPECT_TRUE(std::regex_search(
+      info.stderr_text, std::regex(R"(^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d\d:\d\d\] \[info\] )")))
       << info.stderr_text;
 }
 

@@ -7,7 +7,7 @@
 
 namespace sb::engines {
 
-inline constexpr std::array<std::string_view, 5> kEngineNames = {"reactor", "mutex", "channels",
+inline constexpr std::array<std::string_view, 6> kEngineNames = {"reactor", "sharded", "mutex", "channels",
                                                                   "channel-per-writer", "race"};
 
 // The engines that keep a slow consumer from holding up anyone else: they
@@ -15,6 +15,6 @@ inline constexpr std::array<std::string_view, 5> kEngineNames = {"reactor", "mut
 // article's mutex and channel designs do not, by design: their head-of-line
 // blocking is what they exist to show (docs/ENGINES.md), so the suite checks
 // isolation on these and the blocking behaviour on the others.
-inline constexpr std::array<std::string_view, 2> kIsolatingEngines = {"reactor", "race"};
+inline constexpr std::array<std::string_view, 3> kIsolatingEngines = {"reactor", "sharded", "race"};
 
 }  // namespace sb::engines

@@ -1,11 +1,13 @@
 #include "engines/asio/asio_engines.hpp"
 #include "engines/engine.hpp"
 #include "engines/reactor/reactor_engine.hpp"
+#include "engines/reactor/sharded_engine.hpp"
 
 namespace sb::engines {
 
 std::unique_ptr<Engine> make_engine(std::string_view name, const ServerOptions& options) {
   if (name == "reactor") return std::make_unique<reactor::ReactorEngine>(options);
+  if (name == "sharded") return std::make_unique<reactor::ShardedEngine>(options);
   if (auto engine = asio_engines::make(name, options)) return engine;
   return nullptr;
 }

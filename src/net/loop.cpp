@@ -179,6 +179,11 @@ void Loop::post(std::function<void()> fn) {
   wake();
 }
 
+void Loop::notify() noexcept {
+  has_posted_.store(true);
+  wake();
+}
+
 void Loop::request_stop() noexcept {
   stop_.store(true);
   wake();

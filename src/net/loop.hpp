@@ -96,6 +96,10 @@ class Loop {
 
   // Any thread: runs `fn` on the loop's thread during its next turn.
   void post(std::function<void()> fn);
+  // Any thread: the loop runs its end-of-turn hook once more soon, waking
+  // up if it sleeps (the eventfd is written only then). For producers that
+  // hand work over through their own queues (the sharded engine's rings).
+  void notify() noexcept;
   // Any thread: the loop returns from run() at the end of its current turn.
   void request_stop() noexcept;
   bool stop_requested() const noexcept { return stop_.load(std::memory_order_acquire); }

@@ -113,7 +113,7 @@ std::vector<SocketAddress> resolve(const Endpoint& where, bool passive) {
   return out;
 }
 
-Fd listen_tcp(const Endpoint& where, int backlog) {
+Fd listen_tcp(const Endpoint& where, int backlog, bool reuse_port) {
   std::string failure;
   for (const SocketAddress& addr : resolve(where, /*passive=*/true)) {
     Fd fd{::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
@@ -123,6 +123,10 @@ Fd listen_tcp(const Endpoint& where, int backlog) {
     }
     const int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      failure = "cannot set SO_REUSEPORT: " + errno_text(errno);
+      continue;
+    }
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr.storage), addr.size) != 0 ||
         ::listen(fd.get(), backlog) != 0) {
       const int err = errno;

@@ -50,7 +50,9 @@ std::vector<SocketAddress> resolve(const Endpoint& where, bool passive);
 // the first of resolve(where)'s addresses that binds (a host name such as
 // "localhost" may have an IPv6 and an IPv4 address: one of them is used).
 // Port 0 binds an ephemeral port; local_port() tells which.
-Fd listen_tcp(const Endpoint& where, int backlog = 4096);
+// reuse_port: SO_REUSEPORT, so that several sockets (one per shard) listen
+// on the same address and the kernel spreads new connections over them.
+Fd listen_tcp(const Endpoint& where, int backlog = 4096, bool reuse_port = false);
 std::uint16_t local_port(int fd);
 // AF_INET or AF_INET6: the family of a bound socket (0 if unknown), so a
 // wrapper such as an Asio acceptor can be told which protocol it holds.

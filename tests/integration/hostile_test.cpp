@@ -74,7 +74,8 @@ std::string honest_payload(std::uint64_t seq) {
 }
 
 class HostileTest : public EngineTest {};
-INSTANTIATE_TEST_SUITE_P(Engines, HostileTest, ::testing::Values(std::string_view("reactor")), engine_test_name);
+INSTANTIATE_TEST_SUITE_P(Engines, HostileTest, ::testing::Values(std::string_view("reactor"), std::string_view("sharded")),
+                         engine_test_name);
 
 // ---------------------------------------------------------------------------
 // A hundred floods under the global cap

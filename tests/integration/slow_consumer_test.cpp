@@ -10,6 +10,13 @@
 namespace sb::itest {
 namespace {
 
+// On the sharded engine a sender on another shard learns of a pause a ring
+// round trip later, and what it sent meanwhile is taken past the limit
+// (docs/ENGINES.md): bounded by the rings, a few turns' reads in practice.
+std::uint64_t in_flight_allowance(std::string_view engine) {
+  return engine == "sharded" ? std::uint64_t{4} << 20 : 0;
+}
+
 constexpr std::size_t kMaxPending = std::size_t{64} << 10;
 constexpr const char* kMaxPendingFlag = "64K";
 // 1 KiB per frame on the receiver's side (payload + NUL).
@@ -216,7 +223,7 @@ TEST_P(SlowConsumerIsolationTest, BackpressurePausesTheSenderAndLosesNothing) {
   EXPECT_EQ(info.stat("routed"), flood.queued() + 1 + pairs_.size() * 2 * (1 + 20 + 1));
   // Bounded memory: what the server queues stays near --max-pending (slack
   // for one frame and the healthy pairs' traffic).
-  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending);
+  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending + in_flight_allowance(GetParam()));
 }
 
 TEST_P(SlowConsumerTest, DisconnectPolicyClosesTheSlowReceiver) {
@@ -242,7 +249,7 @@ TEST_P(SlowConsumerTest, DisconnectPolicyClosesTheSlowReceiver) {
   const ExitInfo info = stop_server();
   EXPECT_GE(info.stat("closed_slow_consumer"), 1u);
   EXPECT_EQ(info.stat("sender_pauses"), 0u);
-  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending);
+  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending + in_flight_allowance(GetParam()));
 }
 
 TEST_P(SlowConsumerTest, DropPolicyDropsFramesAndKeepsTheReceiver) {
@@ -308,7 +315,7 @@ TEST_P(SlowConsumerTest, DropPolicyDropsFramesAndKeepsTheReceiver) {
   EXPECT_EQ(info.stat("dropped_slow_consumer"), flood.queued() + probes - delivered);
   EXPECT_EQ(info.stat("closed_slow_consumer"), 0u);
   EXPECT_EQ(info.stat("dropped_no_route"), 0u);
-  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending);
+  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending + in_flight_allowance(GetParam()));
 }
 
 TEST_P(SlowConsumerTest, StallTimeoutDisconnectsReceiverAndResumesSender) {
@@ -353,7 +360,7 @@ TEST_P(SlowConsumerTest, StallTimeoutDisconnectsReceiverAndResumesSender) {
   EXPECT_EQ(info.stat("closed_slow_consumer"), 1u);
   EXPECT_GE(info.stat("sender_pauses"), 1u);
   EXPECT_GT(info.stat("dropped_no_route"), 0u) << "the rest of the flood had no receiver any more";
-  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending);
+  EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending + in_flight_allowance(GetParam()));
 }
 
 }  // namespace

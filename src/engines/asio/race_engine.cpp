@@ -64,6 +64,8 @@
 #include <variant>
 #include <vector>
 
+#include "engines/common/token_file.hpp"
+
 #include "net/fd.hpp"
 #include "net/log.hpp"
 #include "net/socket.hpp"
@@ -252,37 +254,9 @@ void RaceEngine::Loop::setup() {
   if (options_.on_listening) options_.on_listening(bound);
 }
 
-// Reads --auth-token-file, as the reactor does. At start a missing or empty
-// file is a start-up error; on SIGHUP the old list stays and the failure is
-// logged. Tokens are secrets: no line here ever shows one.
+// Reads --auth-token-file, as every engine that authenticates does.
 void RaceEngine::Loop::load_tokens(bool at_start) {
-  std::ifstream in(options_.auth_token_file, std::ios::binary);
-  std::ostringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || in.bad()) {
-    const std::string why =
-        "cannot read --auth-token-file " + options_.auth_token_file + ": " + std::strerror(errno);
-    if (at_start) throw net::StartupError(why);
-    spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
-    return;
-  }
-  core::TokenList list = core::parse_token_file(text.str());
-  if (list.tokens.empty()) {
-    const std::string why = "--auth-token-file " + options_.auth_token_file + " lists no valid token";
-    if (at_start) throw net::StartupError(why);
-    spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
-    return;
-  }
-  if (list.rejected > 0) {
-    spdlog::warn(
-        "--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
-        "ignored",
-        options_.auth_token_file, list.rejected);
-  }
-  const std::size_t count = list.tokens.size();
-  router_.set_tokens(std::move(list.tokens));
-  if (!at_start)
-    spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", options_.auth_token_file, count);
+  if (auto tokens = read_token_file(options_.auth_token_file, at_start)) router_.set_tokens(std::move(*tokens));
 }
 
 // ---- The race ----

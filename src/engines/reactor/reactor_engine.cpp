@@ -16,9 +16,11 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <variant>
 
+#include "engines/common/token_file.hpp"
 #include "net/socket.hpp"
 
 namespace sb::engines::reactor {
@@ -47,9 +49,14 @@ constexpr std::size_t kTrimSlack = 16 * 1024 * 1024;
 // The router's copy of the limits. --max-frame reaches ServerOptions::max_frame
 // (the decoders' limit); the router tells it to v2 clients in the welcome, so
 // it must be the same number.
-core::RouterConfig router_config(const ServerOptions& options) {
+// A shard's IDs carry its index (docs/ARCHITECTURE.md, "IDs and places").
+core::RouterConfig router_config(const ServerOptions& options, const ShardLink* shard) {
   core::RouterConfig config = options.router;
   config.max_frame = options.max_frame;
+  if (shard != nullptr) {
+    config.counter_bits = 32 - shard_bits(shard->set->count);
+    config.place = shard->index;
+  }
   return config;
 }
 
@@ -73,13 +80,22 @@ struct ReactorEngine::Connection final : net::Handler {
   core::CloseReason reason = core::CloseReason::peer_closed;
 };
 
-ReactorEngine::ReactorEngine(ServerOptions options)
+ReactorEngine::ReactorEngine(ServerOptions options, ShardLink* shard)
     : options_{std::move(options)},
-      max_conns_{effective_max_conns(options_)},
+      shard_{shard},
+      name_{shard == nullptr ? std::string("reactor") : "shard " + std::to_string(shard->index)},
+      max_conns_{shard == nullptr ? effective_max_conns(options_) : shard->set->max_conns},
       read_pool_{kReadBlock, kReadPoolIdle},
-      router_{router_config(options_)},
+      router_{router_config(options_, shard)},
       listener_handler_{[this](std::uint32_t) { on_accept(); }},
-      signal_handler_{[this](std::uint32_t) { on_signal(); }} {}
+      signal_handler_{[this](std::uint32_t) { on_signal(); }} {
+  if (shard_ != nullptr) {
+    for (unsigned i = 0; i < shard_->set->count; ++i) {
+      if (i != shard_->index) router_.add_peer(i);
+    }
+    pending_.resize(shard_->set->count);
+  }
+}
 
 ReactorEngine::~ReactorEngine() = default;
 
@@ -91,6 +107,38 @@ int ReactorEngine::run() {
   setup();
   serve();
   return 0;
+}
+
+void ReactorEngine::setup_shard() {
+  // The engine blocked the signals before starting this thread and handles
+  // them itself; it bound the listener.
+  spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
+  if (!spare_) throw net::StartupError(std::string("cannot set up the event loop: ") + std::strerror(errno));
+  loop_ = std::make_unique<net::Loop>(kTick);
+  listener_ = std::move(shard_->listener);
+  listener_token_ = loop_->add(listener_.get(), EPOLLIN, &listener_handler_, net::Priority::first);
+  if (listener_token_ == net::Token::none) {
+    throw net::StartupError(std::string("cannot watch the listener: ") + std::strerror(errno));
+  }
+  loop_->set_turn_start([this] { on_turn_start(); });
+  loop_->set_end_of_turn([this] { on_end_of_turn(); });
+  router_.on_tick(now());
+  next_trim_ = now() + kTrimInterval;
+  shard_->set->loops[shard_->index].store(loop_.get());
+}
+
+void ReactorEngine::run_shard(const std::function<void()>& started) {
+  setup_shard();
+  started();
+  serve();
+}
+
+void ReactorEngine::post(std::function<void()> fn) {
+  loop_->post(std::move(fn));
+}
+
+void ReactorEngine::set_tokens(std::vector<std::string> tokens) {
+  router_.set_tokens(std::move(tokens));
 }
 
 void ReactorEngine::setup() {
@@ -130,51 +178,22 @@ void ReactorEngine::setup() {
   next_trim_ = now() + kTrimInterval;
   net::Endpoint bound = options_.listen;
   bound.port = net::local_port(listener_.get());
-  spdlog::info("reactor: listening on {} (max {} connections, policy {}, max-pending {} bytes, "
+  spdlog::info("{}: listening on {} (max {} connections, policy {}, max-pending {} bytes, "
                "max-pending-total {} bytes{})",
-               bound.to_string(), max_conns_, core::to_string(options_.router.policy),
+               name_, bound.to_string(), max_conns_, core::to_string(options_.router.policy),
                options_.router.max_pending, options_.router.max_pending_total,
                options_.router.auth_required ? ", tokens required" : "");
   if (options_.on_listening) options_.on_listening(bound);
 }
 
-// Reads --auth-token-file. At start an unreadable file or one without a
-// valid token is a start-up error; on SIGHUP an unreadable file keeps the
-// old list (logged), and a file without tokens refuses every new hello. Tokens are
-// secrets: no line here ever shows one.
 void ReactorEngine::load_tokens(bool at_start) {
-  std::ifstream in(options_.auth_token_file, std::ios::binary);
-  std::ostringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || in.bad()) {
-    const std::string why = "cannot read --auth-token-file " + options_.auth_token_file + ": " +
-                            std::strerror(errno);
-    if (at_start) throw net::StartupError(why);
-    spdlog::error("SIGHUP: {}; keeping the tokens loaded before", why);
-    return;
-  }
-  core::TokenList list = core::parse_token_file(text.str());
-  if (list.tokens.empty()) {
-    const std::string why = "--auth-token-file " + options_.auth_token_file + " lists no valid token";
-    if (at_start) throw net::StartupError(why);
-    // Removing the last token is how an operator locks everyone new out:
-    // apply it (sessions already authenticated stay).
-    spdlog::warn("SIGHUP: {}: every new hello will be refused", why);
-  }
-  if (list.rejected > 0) {
-    spdlog::warn("--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
-                 "ignored",
-                 options_.auth_token_file, list.rejected);
-  }
-  const std::size_t count = list.tokens.size();
-  router_.set_tokens(std::move(list.tokens));
-  if (!at_start) spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", options_.auth_token_file, count);
+  if (auto tokens = read_token_file(options_.auth_token_file, at_start)) router_.set_tokens(std::move(*tokens));
 }
 
 void ReactorEngine::serve() {
-  if (!loop_->run()) spdlog::error("reactor: epoll_wait failed: {}; stopping", std::strerror(errno));
+  if (!loop_->run()) spdlog::error("{}: epoll_wait failed: {}; stopping", name_, std::strerror(errno));
   const std::size_t abandoned = router_.stats().pending_bytes;
-  if (abandoned > 0) spdlog::warn("reactor: drain timeout: {} queued bytes were not delivered", abandoned);
+  if (abandoned > 0) spdlog::warn("{}: drain timeout: {} queued bytes were not delivered", name_, abandoned);
   for (auto& c : conns_) {
     if (c) mark_closing(*c, core::CloseReason::shutdown);
   }
@@ -188,6 +207,7 @@ void ReactorEngine::on_turn_start() {
 
 void ReactorEngine::on_end_of_turn() {
   finish_turn();
+  if (shard_ != nullptr) exchange_with_peers();
   if (turn_start_ >= next_trim_) give_memory_back();
   if (draining_ && (router_.stats().pending_bytes == 0 || now() >= drain_deadline_)) loop_->request_stop();
 }
@@ -233,14 +253,103 @@ void ReactorEngine::on_signal() {
     }
     spdlog::info("reactor: signal {}: no longer accepting or reading; draining queued output for up to {} ms",
                  info.ssi_signo, options_.drain_timeout.count());
-    draining_ = true;
     if (options_.on_draining) options_.on_draining();
-    drain_deadline_ = now() + options_.drain_timeout;
-    loop_->remove(listener_token_);
-    listener_.reset();
-    for (auto& c : conns_) {
-      if (c && !c->closing) update_interest(*c);
+    begin_drain();
+  }
+}
+
+void ReactorEngine::begin_drain() {
+  if (draining_) return;
+  draining_ = true;
+  drain_deadline_ = now() + options_.drain_timeout;
+  if (listener_token_ != net::Token::none) loop_->remove(listener_token_);
+  listener_token_ = net::Token::none;
+  listener_.reset();
+  for (auto& c : conns_) {
+    if (c && !c->closing) update_interest(*c);
+  }
+}
+
+void ReactorEngine::stop_now() {
+  loop_->request_stop();
+}
+
+// ---- Shards: batches to and from the other shards (sharded engine) ----
+
+// Once per turn, after the clients' writes: take in what the other shards
+// sent (routing it here), then hand over what this turn built for them. A
+// few rounds, since each side can make work for the other (a delivery here
+// resumes a sender, whose frames go out); what is left waits for the next
+// turn, which notify() makes sure comes.
+void ReactorEngine::exchange_with_peers() {
+  for (int round = 0; round < 4; ++round) {
+    const bool received = receive_from_peers();
+    if (received) finish_turn();
+    publish_to_peers();
+    if (!router_.actions().empty() || !router_.dirty().empty()) {
+      finish_turn();
+      continue;
     }
+    if (!received) break;
+  }
+  if (router_.has_peer_output()) loop_->notify();
+}
+
+bool ReactorEngine::receive_from_peers() {
+  ShardSet& set = *shard_->set;
+  bool any = false;
+  for (unsigned from = 0; from < set.count; ++from) {
+    if (from == shard_->index) continue;
+    ShardRing& ring = set.ring(from, shard_->index);
+    ShardRing::Batch* batch = nullptr;
+    while (ring.queue.pop(batch)) {
+      router_.on_peer_batch(*batch);
+      ring.bytes.fetch_sub(batch->size());
+      delete batch;
+      any = true;
+    }
+    if (any && ring.producer_waiting.exchange(false)) {
+      if (net::Loop* producer = set.loops[from].load()) producer->notify();
+    }
+  }
+  return any;
+}
+
+void ReactorEngine::publish_to_peers() {
+  ShardSet& set = *shard_->set;
+  router_.flush_peers([this](std::uint32_t place, std::vector<char> batch) {
+    pending_[place].push_back(std::move(batch));
+  });
+  for (unsigned to = 0; to < set.count; ++to) {
+    if (pending_[to].empty()) continue;
+    ShardRing& ring = set.ring(shard_->index, to);
+    auto push_all = [&] {
+      bool pushed = false;
+      while (!pending_[to].empty() && ring.bytes.load() < kRingBytes) {
+        auto* batch = new ShardRing::Batch(std::move(pending_[to].front()));
+        const std::size_t size = batch->size();
+        if (!ring.queue.push(batch)) {
+          pending_[to].front() = std::move(*batch);
+          delete batch;
+          break;
+        }
+        ring.bytes.fetch_add(size);
+        pending_[to].pop_front();
+        pushed = true;
+      }
+      return pushed;
+    };
+    bool pushed = push_all();
+    if (!pending_[to].empty()) {
+      // Full: ask to be woken when the consumer takes some, then look once
+      // more, in case it did between the two.
+      ring.producer_waiting.store(true);
+      pushed = push_all() || pushed;
+    }
+    if (pushed) {
+      if (net::Loop* consumer = set.loops[to].load()) consumer->notify();
+    }
+    router_.set_peer_blocked(to, !pending_[to].empty());
   }
 }
 
@@ -256,6 +365,9 @@ void ReactorEngine::on_accept() {
         // readable forever. Free the spare, take the connection, close it.
         // The victim must be closed before the spare is reopened: it holds
         // the one descriptor the spare gave up.
+        // Shards share the process' descriptors: another may have taken the
+        // one this spare gave up last time, so get one back first if we can.
+        if (!spare_) spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
         spare_.reset();
         net::Fd victim{::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC)};
         const bool took_one = victim.valid();
@@ -264,10 +376,17 @@ void ReactorEngine::on_accept() {
         if (!took_one) return;
         continue;
       }
-      spdlog::warn("reactor: accept failed: {}", std::strerror(err));
+      spdlog::warn("{}: accept failed: {}", name_, std::strerror(err));
       return;
     }
-    if (router_.stats().live_clients >= max_conns_) {
+    if (shard_ != nullptr) {
+      // The limit is the whole server's: the shards count together.
+      if (shard_->set->live.fetch_add(1) >= max_conns_) {
+        shard_->set->live.fetch_sub(1);
+        reject(std::move(fd), "connection limit reached");
+        continue;
+      }
+    } else if (router_.stats().live_clients >= max_conns_) {
       reject(std::move(fd), "connection limit reached");
       continue;
     }
@@ -290,8 +409,8 @@ void ReactorEngine::reject(net::Fd fd, const char* why) {
   router_.on_rejected();
   std::uint64_t suppressed = 0;
   if (reject_log_.allow(suppressed)) {
-    spdlog::warn("reactor: refused a connection from {}: {} ({} refused in all, {} similar lines suppressed)",
-                 net::peer_name(fd.get()), why, router_.stats().connections_rejected, suppressed);
+    spdlog::warn("{}: refused a connection from {}: {} ({} refused in all, {} similar lines suppressed)",
+                 name_, net::peer_name(fd.get()), why, router_.stats().connections_rejected, suppressed);
   }
 }
 
@@ -494,6 +613,7 @@ void ReactorEngine::destroy(Connection& c) {
                   core::to_string(c.reason));
   }
   router_.on_disconnect(c.id, c.reason);
+  if (shard_ != nullptr) shard_->set->live.fetch_sub(1);
   if (c.token != net::Token::none) loop_->remove(c.token);
   conns_[static_cast<std::size_t>(c.fd.get())].reset();
 }

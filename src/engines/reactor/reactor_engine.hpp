@@ -17,11 +17,16 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "core/router.hpp"
 #include "engines/engine.hpp"
+#include "engines/reactor/shard_set.hpp"
 #include "net/fd.hpp"
 #include "net/log.hpp"
 #include "net/loop.hpp"
@@ -32,14 +37,36 @@ namespace sb::engines::reactor {
 
 class ReactorEngine final : public Engine {
  public:
-  explicit ReactorEngine(ServerOptions options);
+  // With `shard`, one shard of the sharded engine (sharded_engine.hpp):
+  // its IDs carry the shard's index, it exchanges batches with the other
+  // shards through the set's rings, and the engine around it owns the
+  // signals, the listening line and the process.
+  explicit ReactorEngine(ServerOptions options, ShardLink* shard = nullptr);
   ~ReactorEngine() override;
 
   int run() override;
   core::Stats stats() const override { return router_.stats(); }
 
+  // ---- Shard mode, for the sharded engine ----
+  // On the shard's thread: builds its loop, calls `started` once it accepts
+  // and its loop is published in the set, then serves until stopped.
+  void run_shard(const std::function<void()>& started);
+  // Any thread, once `started` ran: runs `fn` on the shard's thread.
+  void post(std::function<void()> fn);
+  // On the shard's thread (post them): stop accepting and reading and stop
+  // once the queues are written or the drain timeout passes; stop at once;
+  // take a new token list.
+  void begin_drain();
+  void stop_now();
+  void set_tokens(std::vector<std::string> tokens);
+
  private:
   struct Connection;
+
+  void setup_shard();
+  void exchange_with_peers();
+  bool receive_from_peers();
+  void publish_to_peers();
 
   void setup();
   void serve();
@@ -65,6 +92,8 @@ class ReactorEngine final : public Engine {
   core::Time now() const noexcept;
 
   ServerOptions options_;
+  ShardLink* shard_ = nullptr;  // null: the reactor alone
+  std::string name_;            // "reactor" or "shard N", in log lines
   std::size_t max_conns_;
   protocol::BlockPool read_pool_;
   core::Router router_;
@@ -78,6 +107,7 @@ class ReactorEngine final : public Engine {
   std::vector<std::unique_ptr<Connection>> conns_;  // indexed by fd
   std::vector<int> closing_;                        // fds to destroy after the batch
   std::vector<core::Action> actions_;               // scratch for carry_out_actions()
+  std::vector<std::deque<std::vector<char>>> pending_;  // shard mode: batches waiting for room in a ring
   bool draining_ = false;
   core::Time turn_start_{};
   core::Time drain_deadline_{};

@@ -1,0 +1,75 @@
+// What the shards of the `sharded` engine share: one bounded ring per
+// ordered pair of shards, each shard's loop (to wake it), the connection
+// count of the whole server. Everything else (router, clients, pools) each
+// shard owns alone.
+//
+// A ring carries batches: the messages one shard's router built for another
+// in one loop turn (core::Router::flush_peers), moved as one heap block.
+// Boost.Lockfree's spsc_queue is the ring (one producer thread, one consumer
+// thread, wait-free); it bounds the number of batches in flight, and
+// `bytes` bounds their size, so a shard that does not keep up costs its
+// peers at most kRingBytes each before their senders to it pause.
+#pragma once
+
+#include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "net/loop.hpp"
+
+namespace sb::engines::reactor {
+
+inline constexpr std::size_t kRingBatches = 1024;
+inline constexpr std::size_t kRingBytes = std::size_t{16} << 20;
+
+struct ShardRing {
+  using Batch = std::vector<char>;
+  boost::lockfree::spsc_queue<Batch*, boost::lockfree::capacity<kRingBatches>> queue;
+  std::atomic<std::size_t> bytes{0};             // in the queue now
+  std::atomic<bool> producer_waiting{false};     // the producer found it full: wake it when there is room
+
+  ShardRing() = default;
+  ShardRing(const ShardRing&) = delete;
+  ShardRing& operator=(const ShardRing&) = delete;
+  ~ShardRing() {
+    Batch* b = nullptr;
+    while (queue.pop(b)) delete b;
+  }
+};
+
+struct ShardSet {
+  explicit ShardSet(unsigned n) : count{n}, rings(std::size_t{n} * n), loops(n) {
+    for (auto& r : rings) r = std::make_unique<ShardRing>();
+    for (auto& l : loops) l.store(nullptr);
+  }
+  ShardRing& ring(unsigned from, unsigned to) { return *rings[std::size_t{from} * count + to]; }
+
+  const unsigned count;
+  std::vector<std::unique_ptr<ShardRing>> rings;  // [from * count + to]; the diagonal is unused
+  // Each shard's loop, published by the shard's thread once it exists and
+  // before any connection is accepted (the engine waits for all of them).
+  std::vector<std::atomic<net::Loop*>> loops;
+  std::atomic<std::size_t> live{0};  // connections of the whole server (--max-conns)
+  std::size_t max_conns = 0;
+};
+
+// One shard's view: which it is, the set, and its listener (bound by the
+// engine with SO_REUSEPORT before the shards start).
+struct ShardLink {
+  unsigned index = 0;
+  ShardSet* set = nullptr;
+  net::Fd listener;
+};
+
+// Bits of an ID that name the shard for `count` shards (at least 1), so
+// that the counter keeps 32 - bits (at least 20: a million IDs per shard
+// before one recurs).
+constexpr unsigned shard_bits(unsigned count) noexcept {
+  unsigned bits = 1;
+  while ((1U << bits) < count) ++bits;
+  return bits;
+}
+
+}  // namespace sb::engines::reactor

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <variant>
@@ -355,6 +356,11 @@ void ReactorEngine::publish_to_peers() {
 
 void ReactorEngine::on_accept() {
   for (int i = 0; i < kAcceptBatch && listener_; ++i) {
+    // Shards share the process' descriptors: without this lock, another
+    // shard's accept could take the descriptor a spare gives up for an
+    // EMFILE rejection, and the rejected connection would wait forever.
+    std::unique_lock<std::mutex> shared_fds;
+    if (shard_ != nullptr) shared_fds = std::unique_lock<std::mutex>(shard_->set->accept_mutex);
     net::Fd fd{::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)};
     if (!fd) {
       const int err = errno;
@@ -365,9 +371,7 @@ void ReactorEngine::on_accept() {
         // readable forever. Free the spare, take the connection, close it.
         // The victim must be closed before the spare is reopened: it holds
         // the one descriptor the spare gave up.
-        // Shards share the process' descriptors: another may have taken the
-        // one this spare gave up last time, so get one back first if we can.
-        if (!spare_) spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};
+        if (!spare_) spare_ = net::Fd{::open("/dev/null", O_RDONLY | O_CLOEXEC)};  // lost earlier: retry
         spare_.reset();
         net::Fd victim{::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC)};
         const bool took_one = victim.valid();

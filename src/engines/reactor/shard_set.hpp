@@ -15,6 +15,7 @@
 #include <boost/lockfree/spsc_queue.hpp>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "net/loop.hpp"
@@ -52,6 +53,7 @@ struct ShardSet {
   // before any connection is accepted (the engine waits for all of them).
   std::vector<std::atomic<net::Loop*>> loops;
   std::atomic<std::size_t> live{0};  // connections of the whole server (--max-conns)
+  std::mutex accept_mutex;           // accept and the EMFILE spare, one shard at a time
   std::size_t max_conns = 0;
 };
 

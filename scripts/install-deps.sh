@@ -11,6 +11,7 @@ packages=(
   libboost1.81-dev libhiredis-dev
   clang-14 libclang-rt-14-dev clang-format clang-tidy
   redis-server nats-server gnuplot-nox procps python3
+  prometheus  # tests: promtool checks /metrics, tests/e2e/prometheus.sh scrapes it
 )
 
 missing=()

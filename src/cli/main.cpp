@@ -29,6 +29,7 @@ struct ServeFlags {
   std::size_t max_conns = 0;
   unsigned threads = 0;
   std::string log_level = "info";
+  std::string metrics;  // --metrics HOST:PORT; empty: none
 };
 
 std::string engine_list() {
@@ -67,6 +68,7 @@ int serve(const ServeFlags& f) {
   options.drain_timeout = duration_flag("drain-timeout", f.drain_timeout);
   options.max_conns = f.max_conns;
   options.threads = f.threads;
+  if (!f.metrics.empty()) options.metrics = sb::net::parse_endpoint(f.metrics);
   const std::string engine_name = f.engine;
   options.on_listening = [engine_name](const sb::net::Endpoint& bound) {
     std::printf("switchboard listening on %s (engine %s)\n", bound.to_string().c_str(), engine_name.c_str());
@@ -104,6 +106,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--threads", f.threads, "Threads for multi-threaded engines (0: one per core)")
       ->capture_default_str();
+  serve_cmd->add_option("--metrics", f.metrics, "Serve /metrics (Prometheus), /healthz and /clients over HTTP on HOST:PORT (reactor engine only)");
   serve_cmd->add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
 
   std::string server = "127.0.0.1:8080";

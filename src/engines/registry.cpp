@@ -1,11 +1,17 @@
+#include <algorithm>
+
 #include "engines/asio/asio_engines.hpp"
 #include "engines/engine.hpp"
+#include "engines/engine_names.hpp"
 #include "engines/reactor/reactor_engine.hpp"
 
 namespace sb::engines {
 
 std::unique_ptr<Engine> make_engine(std::string_view name, const ServerOptions& options) {
   if (name == "reactor") return std::make_unique<reactor::ReactorEngine>(options);
+  if (options.metrics && std::find(kEngineNames.begin(), kEngineNames.end(), name) != kEngineNames.end()) {
+    throw net::StartupError("--metrics: metrics are served by the reactor engine only for now (--engine reactor)");
+  }
   if (auto engine = asio_engines::make(name, options)) return engine;
   return nullptr;
 }

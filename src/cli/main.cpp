@@ -106,7 +106,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   serve_cmd->add_option("--threads", f.threads, "Threads for multi-threaded engines (0: one per core)")
       ->capture_default_str();
-  serve_cmd->add_option("--metrics", f.metrics, "Serve /metrics (Prometheus), /healthz and /clients over HTTP on HOST:PORT (reactor engine only)");
+  serve_cmd->add_option("--metrics", f.metrics, "Serve /metrics (Prometheus), /healthz and (reactor) /clients over HTTP on HOST:PORT");
   serve_cmd->add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")->capture_default_str();
 
   std::string server = "127.0.0.1:8080";

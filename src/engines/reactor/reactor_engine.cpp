@@ -20,6 +20,7 @@
 #include <variant>
 
 #include "core/metrics.hpp"
+#include "engines/responder_metrics.hpp"
 #include "net/socket.hpp"
 
 namespace sb::engines::reactor {
@@ -197,24 +198,7 @@ void ReactorEngine::start_metrics() {
 }
 
 std::string ReactorEngine::metrics_text() const {
-  const net::HttpResponder::Counts& n = metrics_->counts();
-  const std::array extra = {
-      core::ExtraMetric{"switchboard_metrics_responses_total",
-                        core::StatKind::counter,
-                        "Answers of the metrics endpoint, by HTTP status",
-                        {{"code=\"200\"", n.ok},
-                         {"code=\"400\"", n.bad_request},
-                         {"code=\"404\"", n.not_found},
-                         {"code=\"405\"", n.bad_method},
-                         {"code=\"431\"", n.too_large}}},
-      core::ExtraMetric{"switchboard_metrics_connections_dropped_total",
-                        core::StatKind::counter,
-                        "Metrics connections closed without an answer (over_limit: answered 503), by reason",
-                        {{"reason=\"over_limit\"", n.over_limit},
-                         {"reason=\"timeout\"", n.timed_out},
-                         {"reason=\"closed_early\"", n.closed_early}}},
-  };
-  return core::prometheus_text(router_.stats(), extra);
+  return core::prometheus_text(router_.stats(), responder_metrics(metrics_->counts()));
 }
 
 std::string ReactorEngine::clients_json() const {

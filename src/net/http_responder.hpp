@@ -48,7 +48,7 @@ class HttpResponder {
 
   struct Limits {
     std::size_t max_conns = 16;
-    std::size_t max_request = 8 * 1024;
+    std::size_t max_request = std::size_t{8} * 1024;
     std::chrono::milliseconds deadline{5000};
   };
 

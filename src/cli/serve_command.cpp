@@ -153,6 +153,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   cmd->add_option("--log-level", f.log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
+  cmd->add_option("--metrics", f.metrics,
+                  "Serve /metrics (Prometheus), /healthz and (reactor) /clients over HTTP on HOST:PORT")
+      ->check(address_validator());
   cmd->add_option("--log-format", f.log_format, "text, or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
@@ -170,6 +173,7 @@ int serve(const ServeFlags& f) {
   net::setup_logging(f.log_level, net::parse_log_format(f.log_format).value_or(net::LogFormat::text));
   engines::ServerOptions options;
   options.listen = net::parse_endpoint(f.listen);
+  if (!f.metrics.empty()) options.metrics = net::parse_endpoint(f.metrics);
   options.max_frame = size_of(f.max_frame);
   options.router.max_frame = options.max_frame;
   options.router.max_pending = size_of(f.max_pending);

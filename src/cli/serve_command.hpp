@@ -25,6 +25,7 @@ struct ServeFlags {
   std::int64_t threads = 0;
   std::string log_level = "info";
   std::string log_format = "text";
+  std::string metrics;  // --metrics HOST:PORT; empty: none
 };
 
 // The bounds the validators enforce, so that no value wraps where it is used

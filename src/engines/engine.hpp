@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,10 @@ struct ServerOptions {
   // stripped, empty lines and lines starting with '#' ignored), re-read on
   // SIGHUP. Empty: no authentication. router.auth_required follows it.
   std::string auth_token_file;
+  // --metrics HOST:PORT: serve /metrics and /healthz over HTTP, and on the
+  // reactor /clients too (docs/OPERATIONS.md). The reactor serves them from
+  // its loop; make_engine gives the others a thread of their own for them.
+  std::optional<net::Endpoint> metrics;
   // Called once, from run(), when the listener is bound (port 0 resolved)
   // and before any connection is accepted. Signals are already handled by
   // then, and every thread the engine needs already runs.

@@ -81,10 +81,16 @@ class Loop {
   void remove(Token token);
 
   // Called at the start of every turn, after the wait, before any handler.
-  void set_turn_start(std::function<void()> fn) { turn_start_ = std::move(fn); }
+  void set_turn_start(std::function<void()> fn) {
+    assert_owner();
+    turn_start_ = std::move(fn);
+  }
   // Called at the end of every turn, after the handlers and posted
   // functions, again while either leaves work behind.
-  void set_end_of_turn(std::function<void()> fn) { end_of_turn_ = std::move(fn); }
+  void set_end_of_turn(std::function<void()> fn) {
+    assert_owner();
+    end_of_turn_ = std::move(fn);
+  }
 
   // How many `normal` handlers epoll reported readable this turn, for
   // handlers that share a per-turn read budget. Valid during dispatch.

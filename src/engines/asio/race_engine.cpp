@@ -59,6 +59,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <sstream>
 #include <variant>
@@ -112,9 +113,11 @@ core::Time steady_now() noexcept {
 
 class RaceEngine::Loop {
  public:
-  Loop(asio::io_context& ctx, const ServerOptions& options, core::Router& router)
+  Loop(asio::io_context& ctx, const ServerOptions& options, core::Router& router,
+       std::function<void(const core::Stats&)> publish)
       : options_{options},
         router_{router},
+        publish_{std::move(publish)},
         max_conns_{effective_max_conns(options)},
         read_pool_{kReadBlock, kReadPoolIdle},
         signals_{ctx},
@@ -171,6 +174,7 @@ class RaceEngine::Loop {
 
   const ServerOptions& options_;
   core::Router& router_;
+  std::function<void(const core::Stats&)> publish_;  // the counters for other threads (--metrics)
   std::size_t max_conns_;
   protocol::BlockPool read_pool_;  // before conns_: their decoders return blocks to it
   asio::signal_set signals_;
@@ -189,6 +193,7 @@ class RaceEngine::Loop {
   bool stop_ = false;
   core::Time drain_deadline_{};
   core::Time next_trim_{};
+  core::Time next_publish_{};
 
   net::RateLimit reject_log_;
   net::RateLimit policy_log_;
@@ -200,11 +205,26 @@ RaceEngine::RaceEngine(ServerOptions options) : options_{std::move(options)}, ro
 
 RaceEngine::~RaceEngine() = default;
 
+core::Stats RaceEngine::stats() const {
+  if (!running_.load()) return router_.stats();
+  std::lock_guard lock{published_mu_};
+  return published_;
+}
+
 int RaceEngine::run() {
   net::ignore_sigpipe();
   asio::io_context ctx{1};
-  Loop loop{ctx, options_, router_};
+  Loop loop{ctx, options_, router_, [this](const core::Stats& s) {
+              std::lock_guard lock{published_mu_};
+              published_ = s;
+            }};
   loop.setup();
+  published_ = router_.stats();
+  running_.store(true);
+  struct NotRunning {
+    std::atomic<bool>& flag;
+    ~NotRunning() { flag.store(false); }
+  } not_running{running_};
   std::exception_ptr failure;
   asio::co_spawn(ctx, loop.serve(), [&](std::exception_ptr e) {
     // The task failed (bad_alloc, say): its waits are still outstanding,
@@ -384,6 +404,10 @@ void RaceEngine::Loop::turn() {
   batch_.clear();
   finish_turn();
   if (turn_start >= next_trim_) give_memory_back();
+  if (turn_start >= next_publish_) {
+    next_publish_ = turn_start + std::chrono::milliseconds{100};
+    publish_(router_.stats());
+  }
   if (draining_ && (router_.stats().pending_bytes == 0 || steady_now() >= drain_deadline_)) stop_ = true;
 }
 

@@ -22,6 +22,9 @@
 // stats() is for after run() has returned.
 #pragma once
 
+#include <atomic>
+#include <mutex>
+
 #include "core/router.hpp"
 #include "engines/engine.hpp"
 
@@ -37,13 +40,18 @@ class RaceEngine final : public Engine {
   RaceEngine& operator=(RaceEngine&&) = delete;
 
   int run() override;
-  core::Stats stats() const override { return router_.stats(); }
+  // While run() runs, any thread (--metrics): the counters as of the task's
+  // last turn (published at most every 100 ms); afterwards, the final ones.
+  core::Stats stats() const override;
 
  private:
   class Loop;  // the task and everything it owns besides the router (race_engine.cpp)
 
   ServerOptions options_;
   core::Router router_;
+  mutable std::mutex published_mu_;
+  core::Stats published_;
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace sb::engines::asio_engines

@@ -21,7 +21,9 @@
 #include <sstream>
 #include <variant>
 
+#include "core/metrics.hpp"
 #include "engines/common/token_file.hpp"
+#include "engines/responder_metrics.hpp"
 #include "net/socket.hpp"
 
 namespace sb::engines::reactor {
@@ -172,6 +174,7 @@ void ReactorEngine::setup() {
   if (loop_->add(signals_.get(), EPOLLIN, &signal_handler_, net::Priority::first) == net::Token::none) {
     throw net::StartupError(std::string("cannot watch signals: ") + std::strerror(errno));
   }
+  if (options_.metrics) start_metrics();
   loop_->set_turn_start([this] { on_turn_start(); });
   loop_->set_end_of_turn([this] { on_end_of_turn(); });
 
@@ -199,11 +202,40 @@ void ReactorEngine::serve() {
     if (c) mark_closing(*c, core::CloseReason::shutdown);
   }
   finish_turn();
+  metrics_.reset();  // its handlers leave the loop before the loop goes
 }
 
 void ReactorEngine::on_turn_start() {
   turn_start_ = now();
   router_.on_tick(turn_start_);
+  if (metrics_) metrics_->on_tick();
+}
+
+// The pages are built here, on the loop's thread, from the router's own
+// state: no copy kept up to date elsewhere, no lock.
+void ReactorEngine::start_metrics() {
+  net::HttpResponder::Routes routes;
+  routes["/metrics"] = [this] {
+    return net::HttpResponder::Response{"text/plain; version=0.0.4; charset=utf-8", metrics_text()};
+  };
+  routes["/healthz"] = [] { return net::HttpResponder::Response{"text/plain; charset=utf-8", "ok\n"}; };
+  routes["/clients"] = [this] { return net::HttpResponder::Response{"application/json", clients_json()}; };
+  metrics_ = std::make_unique<net::HttpResponder>(*loop_, *options_.metrics, std::move(routes),
+                                                  net::HttpResponder::Limits{});
+  spdlog::info("reactor: metrics on http://{}:{}/metrics (also /healthz, /clients)", options_.metrics->host,
+               metrics_->port());
+}
+
+std::string ReactorEngine::metrics_text() const {
+  return core::prometheus_text(router_.stats(), responder_metrics(metrics_->counts()));
+}
+
+std::string ReactorEngine::clients_json() const {
+  const auto wall_minus_steady = std::chrono::system_clock::now().time_since_epoch() - now();
+  // The router tags each client with its fd.
+  return core::clients_json(
+      router_.clients(), [](const core::ClientView& v) { return net::peer_name(static_cast<int>(v.tag)); },
+      std::chrono::duration_cast<std::chrono::nanoseconds>(wall_minus_steady));
 }
 
 void ReactorEngine::on_end_of_turn() {

@@ -28,6 +28,7 @@
 #include "engines/engine.hpp"
 #include "engines/reactor/shard_set.hpp"
 #include "net/fd.hpp"
+#include "net/http_responder.hpp"
 #include "net/log.hpp"
 #include "net/loop.hpp"
 #include "protocol/block_pool.hpp"
@@ -88,6 +89,9 @@ class ReactorEngine final : public Engine {
   void update_interest(Connection& c);
   void give_memory_back();
   void log_policy_counts();
+  void start_metrics();
+  std::string clients_json() const;
+  std::string metrics_text() const;
   Connection* by_id(ClientId id) noexcept;
   core::Time now() const noexcept;
 
@@ -103,6 +107,7 @@ class ReactorEngine final : public Engine {
   net::FunctionHandler listener_handler_;
   net::FunctionHandler signal_handler_;
   net::Token listener_token_ = net::Token::none;
+  std::unique_ptr<net::HttpResponder> metrics_;  // --metrics; its handlers live on loop_
   net::Fd spare_;  // kept open so an EMFILE accept can be taken and closed
   std::vector<std::unique_ptr<Connection>> conns_;  // indexed by fd
   std::vector<int> closing_;                        // fds to destroy after the batch

@@ -46,7 +46,7 @@ std::vector<std::string> ShardedEngine::read_tokens(bool at_start) {
 // SIGUSR1: each shard adds its counters on its own thread (the router is
 // not shared), the sum is logged. A shard that does not answer within a
 // second (a very long turn) is left out, and the line says so.
-core::Stats ShardedEngine::collect_stats(bool log_each) {
+core::Stats ShardedEngine::collect_stats(bool log_each) const {
   struct Collector {
     std::mutex mu;
     std::condition_variable cv;
@@ -70,6 +70,10 @@ core::Stats ShardedEngine::collect_stats(bool log_each) {
     spdlog::warn("sharded: {} of {} shards answered for the stats line", collector->answered, count_);
   }
   return collector->sum;
+}
+
+core::Stats ShardedEngine::stats() const {
+  return running_.load() ? collect_stats(false) : stats_;
 }
 
 int ShardedEngine::run() {
@@ -166,6 +170,7 @@ int ShardedEngine::run() {
                bound.to_string(), count_, set_->max_conns, core::to_string(options_.router.policy),
                options_.router.max_pending, options_.router.max_pending_total,
                shard_options.router.max_pending_total, options_.router.auth_required ? ", tokens required" : "");
+  running_.store(true);
   if (options_.on_listening) options_.on_listening(bound);
 
   bool draining = false;
@@ -210,6 +215,7 @@ int ShardedEngine::run() {
     if (options_.on_draining) options_.on_draining();
     for (auto& s : shards_) s->post([s = s.get()] { s->begin_drain(); });
   }
+  running_.store(false);
   join_all();
   std::lock_guard lock{failure_mu};
   return failure.empty() ? 0 : 1;

@@ -22,6 +22,7 @@
 // shards (each shard's at debug), SIGHUP re-reads the token file.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -37,14 +38,16 @@ class ShardedEngine final : public Engine {
   ~ShardedEngine() override;
 
   int run() override;
-  // The counters of every shard summed (complete once run() returned).
-  core::Stats stats() const override { return stats_; }
+  // The counters of every shard summed. While run() runs, any thread
+  // (--metrics): each shard adds its own on its thread; afterwards, the
+  // final ones.
+  core::Stats stats() const override;
 
   // How many shards `threads` asks for (0: one per core), within 1..4096.
   static unsigned shard_count(unsigned threads) noexcept;
 
  private:
-  core::Stats collect_stats(bool log_each);
+  core::Stats collect_stats(bool log_each) const;
   std::vector<std::string> read_tokens(bool at_start);
 
   ServerOptions options_;
@@ -53,6 +56,7 @@ class ShardedEngine final : public Engine {
   std::vector<std::unique_ptr<ShardLink>> links_;
   std::vector<std::unique_ptr<ReactorEngine>> shards_;
   core::Stats stats_;
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace sb::engines::reactor

@@ -37,7 +37,7 @@ std::unique_ptr<Engine> make_engine(std::string_view name, const ServerOptions& 
   }
   // These engines' stats() may be called from any thread while they run:
   // the Asio engines' counters are atomics (asio_engine.hpp), race publishes
-  // a copy each 100 ms, sharded asks each shard on its own thread.
+  // a copy each turn, sharded asks each shard on its own thread.
   if (engine && options.metrics)
     return std::make_unique<WithMetricsThread>(std::move(engine), *options.metrics);
   return engine;

@@ -41,7 +41,7 @@ class RaceEngine final : public Engine {
 
   int run() override;
   // While run() runs, any thread (--metrics): the counters as of the task's
-  // last turn (published at most every 100 ms); afterwards, the final ones.
+  // last turn; afterwards, the final ones.
   core::Stats stats() const override;
 
  private:

@@ -123,7 +123,9 @@ struct Worker::Sink {
 
   void on_greeting(std::uint32_t id) { w.on_greeting(conn, id); }
   void on_message(std::string_view payload) { w.on_message(conn, payload, now, std::nullopt); }
-  void on_delivery(std::uint32_t source, std::string_view payload) { w.on_message(conn, payload, now, source); }
+  void on_delivery(std::uint32_t source, std::string_view payload) {
+    w.on_message(conn, payload, now, source);
+  }
   void on_ready() { w.on_ready(conn); }
   void on_ping() { w.on_ping(conn); }
   void on_publish_reply(std::int64_t receivers) {

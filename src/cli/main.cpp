@@ -6,7 +6,6 @@
 // own codes (100 and up) are mapped onto 0 and 2. Every error is one line on
 // stderr, "switchboard: ...".
 #include <CLI/CLI.hpp>
-
 #include <charconv>
 #include <cstdint>
 #include <exception>
@@ -59,19 +58,22 @@ int run(int argc, char** argv) {
         ->capture_default_str();
     cmd->add_option("--token", client.token, "Token for a server started with --auth-token-file")
         ->envname("SWITCHBOARD_TOKEN");
-    cmd->add_option("--timeout", client_timeout, "How long to wait for the server's welcome (and, for send, its PONG)")
+    cmd->add_option("--timeout", client_timeout,
+                    "How long to wait for the server's welcome (and, for send, its PONG)")
         ->capture_default_str();
   };
   bool echo = false;
-  auto* listen_cmd = app.add_subcommand(
-      "listen", "Connect, print my ID, then print each message as 'from ID: text'; send each stdin line 'ID text' to ID");
+  auto* listen_cmd = app.add_subcommand("listen",
+                                        "Connect, print my ID, then print each message as 'from ID: text'; "
+                                        "send each stdin line 'ID text' to ID");
   add_client_flags(listen_cmd);
   listen_cmd->add_flag("--echo", echo, "Also send each message back to its sender");
 
   std::optional<std::uint32_t> to;
   std::vector<std::string> words;
   auto* send_cmd = app.add_subcommand(
-      "send", "Send a message to a client ID: send [--to] ID [text...] (no text: each line of stdin is a message)");
+      "send",
+      "Send a message to a client ID: send [--to] ID [text...] (no text: each line of stdin is a message)");
   add_client_flags(send_cmd);
   send_cmd->add_option("--to", to, "Destination client ID (or give it as the first word)");
   send_cmd->add_option("text", words, "Message text (default: read lines from stdin)");
@@ -103,7 +105,8 @@ int run(int argc, char** argv) {
     if (*listen_cmd || *send_cmd) {
       const auto timeout = sb::cli::parse_duration(client_timeout);
       if (!timeout || timeout->count() <= 0) {
-        return error(kExitUsage, "--timeout: '" + client_timeout + "' is not a duration such as 500ms or 10s");
+        return error(kExitUsage,
+                     "--timeout: '" + client_timeout + "' is not a duration such as 500ms or 10s");
       }
       client.timeout = *timeout;
     }

@@ -26,7 +26,9 @@ using std::chrono::milliseconds;
 constexpr milliseconds kMaxDuration = std::chrono::hours{24};
 
 // The engines that implement protocol v2's authentication.
-bool supports_auth(std::string_view engine) { return engine == "reactor" || engine == "race" || engine == "sharded"; }
+bool supports_auth(std::string_view engine) {
+  return engine == "reactor" || engine == "race" || engine == "sharded";
+}
 
 CLI::Validator size_validator(std::uint64_t min, std::uint64_t max) {
   return CLI::Validator([min, max](std::string& text) { return check_size(text, min, max); }, "SIZE");
@@ -144,7 +146,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
       ->check(CLI::Range(std::int64_t{0}, kMaxThreads))
       ->capture_default_str();
   cmd->add_option("--auth-token-file", f.auth_token_file,
-                  "Require protocol v2 authentication with the tokens in this file, one per line (reactor, sharded and race engines)")
+                  "Require protocol v2 authentication with the tokens in this file, one per line (reactor, "
+                  "sharded and race engines)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--auth-timeout", f.auth_timeout,
                   "With --auth-token-file: close a client not authenticated after this long (1ms..24h)")
@@ -164,7 +167,8 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
 
 std::string check_serve_flags(const ServeFlags& f) {
   if (!f.auth_token_file.empty() && !supports_auth(f.engine)) {
-    return "--auth-token-file: the " + f.engine + " engine does not implement authentication (use --engine reactor, sharded or race)";
+    return "--auth-token-file: the " + f.engine +
+           " engine does not implement authentication (use --engine reactor, sharded or race)";
   }
   return {};
 }

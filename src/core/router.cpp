@@ -12,9 +12,9 @@ namespace sb::core {
 
 namespace {
 constexpr std::size_t kOutBlockSize = 16 * 1024;  // 64 of them fill one writev with 1 MiB
-constexpr std::size_t kOutPoolIdle = 1024;         // 16 MiB of idle blocks at most
+constexpr std::size_t kOutPoolIdle = 1024;        // 16 MiB of idle blocks at most
 constexpr std::size_t kMinSlots = 64;
-constexpr std::size_t kErrorHeaderSize = 10;       // L, type, code, subject
+constexpr std::size_t kErrorHeaderSize = 10;  // L, type, code, subject
 
 using protocol::ErrorCode;
 
@@ -22,11 +22,16 @@ using protocol::ErrorCode;
 // frames costs no allocation. The subject and the code say the rest.
 std::string_view error_reason(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::no_route: return "no client with this ID";
-    case ErrorCode::slow_consumer: return "the destination is not keeping up";
-    case ErrorCode::not_representable: return "the destination speaks v1 and the payload holds a NUL";
-    case ErrorCode::too_large: return "frame over max_frame";
-    case ErrorCode::bad_frame: return "malformed frame";
+    case ErrorCode::no_route:
+      return "no client with this ID";
+    case ErrorCode::slow_consumer:
+      return "the destination is not keeping up";
+    case ErrorCode::not_representable:
+      return "the destination speaks v1 and the payload holds a NUL";
+    case ErrorCode::too_large:
+      return "frame over max_frame";
+    case ErrorCode::bad_frame:
+      return "malformed frame";
   }
   return "";
 }
@@ -65,20 +70,20 @@ struct Router::Client {
   OutboundQueue out;
   int version = 1;
   bool authenticated = true;
-  bool dirty = false;            // listed in dirty_
-  bool closing = false;          // no longer a destination: frames to it are dropped
-  bool close_requested = false;  // a Close action was issued
-  bool flush_then_close = false; // closing once its queue is written (a reply or an ERROR first)
-  bool read_closed = false;      // FIN received: not read any more, still a destination
-  bool paused = false;           // a sender holding a frame for `paused_on` (or a blocked peer) to drain
-  bool paused_on_peer = false;   // ... the peer of place `paused_on_place`
+  bool dirty = false;             // listed in dirty_
+  bool closing = false;           // no longer a destination: frames to it are dropped
+  bool close_requested = false;   // a Close action was issued
+  bool flush_then_close = false;  // closing once its queue is written (a reply or an ERROR first)
+  bool read_closed = false;       // FIN received: not read any more, still a destination
+  bool paused = false;            // a sender holding a frame for `paused_on` (or a blocked peer) to drain
+  bool paused_on_peer = false;    // ... the peer of place `paused_on_place`
   CloseReason close_reason = CloseReason::peer_closed;
   ClientId paused_on{};
   std::uint32_t paused_on_place = 0;
   std::vector<ClientId> remote_pauses;  // destinations elsewhere that asked it to pause
   Time connected_at{};
-  Time last_progress{};          // last write progress, or when the queue became non-empty
-  Time last_routed_to{};         // when a frame was last queued for it
+  Time last_progress{};           // last write progress, or when the queue became non-empty
+  Time last_routed_to{};          // when a frame was last queued for it
   std::vector<ClientId> waiters;  // senders paused on this destination
   std::uint64_t frames_in = 0, bytes_in = 0, frames_out = 0, bytes_out = 0;
 };
@@ -87,7 +92,7 @@ struct Router::Peer {
   std::vector<char> out;  // this turn's batch
   bool dirty = false;     // listed in dirty_peers_
   bool reachable = false;
-  bool blocked = false;   // the transport is full
+  bool blocked = false;           // the transport is full
   std::vector<ClientId> waiters;  // senders paused because it is blocked
 };
 
@@ -95,7 +100,8 @@ Router::Router(RouterConfig config)
     : config_{config},
       out_pool_{kOutBlockSize, kOutPoolIdle},
       slots_(kMinSlots),
-      counter_mask_{config.counter_bits >= 32 ? ~std::uint32_t{0} : (std::uint32_t{1} << config.counter_bits) - 1},
+      counter_mask_{config.counter_bits >= 32 ? ~std::uint32_t{0}
+                                              : (std::uint32_t{1} << config.counter_bits) - 1},
       prefix_{config.counter_bits >= 32 ? 0 : config.place << config.counter_bits},
       next_id_{config.first_id & counter_mask_} {
   assert(config.counter_bits >= 8 && config.counter_bits <= 32);

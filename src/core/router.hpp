@@ -57,13 +57,13 @@ StatId close_counter(CloseReason r) noexcept;
 
 // What became of one frame the engine handed in.
 enum class RouteResult {
-  queued,   // queued for its destination on this loop
+  queued,     // queued for its destination on this loop
   forwarded,  // for a client of another place: in that peer's batch (see Places below)
-  dropped,  // dropped and counted (no route, slow consumer, not representable, not authenticated)
-  handled,  // for the server itself (a hello, a PING), answered in the sender's queue
-  upgraded, // the hello was accepted: the sender's later bytes are v2 (FrameDecoder::upgrade)
-  paused,   // backpressure: stop reading the sender and offer this frame again on resume
-  closing,  // the sender is being closed (a rejected hello): stop reading it
+  dropped,    // dropped and counted (no route, slow consumer, not representable, not authenticated)
+  handled,    // for the server itself (a hello, a PING), answered in the sender's queue
+  upgraded,   // the hello was accepted: the sender's later bytes are v2 (FrameDecoder::upgrade)
+  paused,     // backpressure: stop reading the sender and offer this frame again on resume
+  closing,    // the sender is being closed (a rejected hello): stop reading it
 };
 
 // Requests for the engine.
@@ -217,8 +217,8 @@ class Router {
   struct Peer;
   // Where one frame's bytes come from, for the destination's encoding.
   struct Payload {
-    std::span<const char> bytes;  // without any v1 NUL or v2 header
-    bool nul_free;                // a v1 sender's payload: it cannot hold a NUL
+    std::span<const char> bytes;    // without any v1 NUL or v2 header
+    bool nul_free;                  // a v1 sender's payload: it cannot hold a NUL
     std::span<const char> v1_wire;  // bytes + NUL when the sender's buffer has them contiguous, else empty
   };
   enum class Admit { ok, over_pending, over_total };
@@ -261,14 +261,14 @@ class Router {
   std::uint32_t next_id_;
   std::vector<ClientId> dirty_;
   std::vector<Action> actions_;
-  std::vector<ClientId> blocking_;      // destinations with paused senders (stall checks)
+  std::vector<ClientId> blocking_;            // destinations with paused senders (stall checks)
   std::vector<std::unique_ptr<Peer>> peers_;  // by place; empty with one place
   std::vector<std::uint32_t> dirty_peers_;
-  std::vector<ClientId> lingering_;     // half-closed or closing-after-flush clients (tick checks)
+  std::vector<ClientId> lingering_;       // half-closed or closing-after-flush clients (tick checks)
   std::deque<ClientId> unauthenticated_;  // in connection order: the auth deadline check
   std::vector<std::string> tokens_;
-  std::size_t nonempty_queues_ = 0;     // clients with queued output, for the fair share
-  std::string scratch_;                 // encoding space for frames that change framing
+  std::size_t nonempty_queues_ = 0;  // clients with queued output, for the fair share
+  std::string scratch_;              // encoding space for frames that change framing
   Time now_{};
   Stats stats_;
 };

@@ -8,16 +8,22 @@ namespace sb::protocol {
 
 std::string_view to_string(ErrorCode code) noexcept {
   switch (code) {
-    case ErrorCode::no_route: return "no_route";
-    case ErrorCode::slow_consumer: return "slow_consumer";
-    case ErrorCode::not_representable: return "not_representable";
-    case ErrorCode::too_large: return "too_large";
-    case ErrorCode::bad_frame: return "bad_frame";
+    case ErrorCode::no_route:
+      return "no_route";
+    case ErrorCode::slow_consumer:
+      return "slow_consumer";
+    case ErrorCode::not_representable:
+      return "not_representable";
+    case ErrorCode::too_large:
+      return "too_large";
+    case ErrorCode::bad_frame:
+      return "bad_frame";
   }
   return "unknown";
 }
 
-std::array<char, kDeliverHeaderSize> encode_deliver_header(ClientId source, std::size_t payload_size) noexcept {
+std::array<char, kDeliverHeaderSize> encode_deliver_header(ClientId source,
+                                                           std::size_t payload_size) noexcept {
   std::array<char, kDeliverHeaderSize> h{};
   const auto length = encode_be32(static_cast<std::uint32_t>(payload_size + 5));
   const auto src = encode_be32(to_u32(source));
@@ -145,7 +151,8 @@ HelloParse parse_hello(std::span<const char> payload) noexcept {
   while (pos != std::string_view::npos) {
     const std::size_t start = pos + 1;
     const std::size_t end = text.find(' ', start);
-    const std::string_view word = text.substr(start, end == std::string_view::npos ? text.size() - start : end - start);
+    const std::string_view word =
+        text.substr(start, end == std::string_view::npos ? text.size() - start : end - start);
     pos = end;
     const std::size_t eq = word.find('=');
     if (word.empty() || eq == std::string_view::npos || eq == 0) {

@@ -50,7 +50,8 @@ struct Cluster {
   std::vector<std::unique_ptr<Router>> r;
   explicit Cluster(std::size_t n, std::size_t max_pending = 1000,
                    SlowConsumerPolicy policy = SlowConsumerPolicy::backpressure) {
-    for (std::uint32_t p = 0; p < n; ++p) r.push_back(std::make_unique<Router>(config(p, max_pending, policy)));
+    for (std::uint32_t p = 0; p < n; ++p)
+      r.push_back(std::make_unique<Router>(config(p, max_pending, policy)));
     for (auto& x : r) {
       for (std::uint32_t p = 0; p < n; ++p) x->add_peer(p);
       x->on_tick(1000s);
@@ -64,9 +65,8 @@ struct Cluster {
       moved = false;
       for (std::uint32_t from = 0; from < r.size(); ++from) {
         std::vector<std::pair<std::uint32_t, std::vector<char>>> batches;
-        r[from]->flush_peers([&](std::uint32_t to, std::vector<char> batch) {
-          batches.emplace_back(to, std::move(batch));
-        });
+        r[from]->flush_peers(
+            [&](std::uint32_t to, std::vector<char> batch) { batches.emplace_back(to, std::move(batch)); });
         for (auto& [to, batch] : batches) {
           moved = true;
           r[to]->on_peer_batch(batch);
@@ -136,16 +136,23 @@ std::string deliver(ClientId source, std::string_view payload) {
 std::vector<std::string> take_actions(Router& r) {
   std::vector<std::string> out;
   for (const Action& a : r.actions()) {
-    if (const auto* x = std::get_if<sb::core::ResumeReading>(&a)) out.push_back("resume " + std::to_string(to_u32(x->client)));
-    if (const auto* x = std::get_if<sb::core::PauseReading>(&a)) out.push_back("pause " + std::to_string(to_u32(x->client)));
-    if (const auto* x = std::get_if<sb::core::Close>(&a)) out.push_back("close " + std::to_string(to_u32(x->client)));
+    if (const auto* x = std::get_if<sb::core::ResumeReading>(&a))
+      out.push_back("resume " + std::to_string(to_u32(x->client)));
+    if (const auto* x = std::get_if<sb::core::PauseReading>(&a))
+      out.push_back("pause " + std::to_string(to_u32(x->client)));
+    if (const auto* x = std::get_if<sb::core::Close>(&a))
+      out.push_back("close " + std::to_string(to_u32(x->client)));
   }
   r.clear_actions();
   return out;
 }
 using Actions = std::vector<std::string>;
-std::string pause(ClientId id) { return "pause " + std::to_string(to_u32(id)); }
-std::string resume(ClientId id) { return "resume " + std::to_string(to_u32(id)); }
+std::string pause(ClientId id) {
+  return "pause " + std::to_string(to_u32(id));
+}
+std::string resume(ClientId id) {
+  return "resume " + std::to_string(to_u32(id));
+}
 
 TEST(Places, IdsCarryTheirPlaceAndRecurOnlyAfterTheWholeCounter) {
   Router r(config(5));

@@ -66,7 +66,6 @@
 #include <vector>
 
 #include "engines/common/token_file.hpp"
-
 #include "net/fd.hpp"
 #include "net/log.hpp"
 #include "net/socket.hpp"
@@ -275,7 +274,8 @@ void RaceEngine::Loop::setup() {
 
 // Reads --auth-token-file, as every engine that authenticates does.
 void RaceEngine::Loop::load_tokens(bool at_start) {
-  if (auto tokens = read_token_file(options_.auth_token_file, at_start)) router_.set_tokens(std::move(*tokens));
+  if (auto tokens = read_token_file(options_.auth_token_file, at_start))
+    router_.set_tokens(std::move(*tokens));
 }
 
 // ---- The race ----

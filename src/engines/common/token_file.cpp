@@ -35,9 +35,10 @@ std::optional<std::vector<std::string>> read_token_file(const std::string& path,
     spdlog::warn("SIGHUP: {}: every new hello will be refused", why);
   }
   if (list.rejected > 0) {
-    spdlog::warn("--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
-                 "ignored",
-                 path, list.rejected);
+    spdlog::warn(
+        "--auth-token-file {}: {} line(s) are not valid tokens (1 to 256 bytes of 0x21..0x7E) and were "
+        "ignored",
+        path, list.rejected);
   }
   if (!at_start) spdlog::info("SIGHUP: reloaded --auth-token-file {}: {} token(s)", path, list.tokens.size());
   return std::move(list.tokens);

@@ -182,16 +182,18 @@ void ReactorEngine::setup() {
   next_trim_ = now() + kTrimInterval;
   net::Endpoint bound = options_.listen;
   bound.port = net::local_port(listener_.get());
-  spdlog::info("{}: listening on {} (max {} connections, policy {}, max-pending {} bytes, "
-               "max-pending-total {} bytes{})",
-               name_, bound.to_string(), max_conns_, core::to_string(options_.router.policy),
-               options_.router.max_pending, options_.router.max_pending_total,
-               options_.router.auth_required ? ", tokens required" : "");
+  spdlog::info(
+      "{}: listening on {} (max {} connections, policy {}, max-pending {} bytes, "
+      "max-pending-total {} bytes{})",
+      name_, bound.to_string(), max_conns_, core::to_string(options_.router.policy),
+      options_.router.max_pending, options_.router.max_pending_total,
+      options_.router.auth_required ? ", tokens required" : "");
   if (options_.on_listening) options_.on_listening(bound);
 }
 
 void ReactorEngine::load_tokens(bool at_start) {
-  if (auto tokens = read_token_file(options_.auth_token_file, at_start)) router_.set_tokens(std::move(*tokens));
+  if (auto tokens = read_token_file(options_.auth_token_file, at_start))
+    router_.set_tokens(std::move(*tokens));
 }
 
 void ReactorEngine::serve() {
@@ -350,9 +352,8 @@ bool ReactorEngine::receive_from_peers() {
 
 void ReactorEngine::publish_to_peers() {
   ShardSet& set = *shard_->set;
-  router_.flush_peers([this](std::uint32_t place, std::vector<char> batch) {
-    pending_[place].push_back(std::move(batch));
-  });
+  router_.flush_peers(
+      [this](std::uint32_t place, std::vector<char> batch) { pending_[place].push_back(std::move(batch)); });
   for (unsigned to = 0; to < set.count; ++to) {
     if (pending_[to].empty()) continue;
     ShardRing& ring = set.ring(shard_->index, to);
@@ -478,8 +479,9 @@ void ReactorEngine::decode(Connection& c) {
       std::uint64_t suppressed = 0;
       if (policy_log_.allow(suppressed)) {
         if (status == protocol::DecodeStatus::too_large) {
-          spdlog::warn("client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
-                       to_u32(c.id), net::peer_name(c.fd.get()), options_.max_frame, suppressed);
+          spdlog::warn(
+              "client {} ({}) sent a frame over --max-frame ({} bytes): disconnected ({} lines suppressed)",
+              to_u32(c.id), net::peer_name(c.fd.get()), options_.max_frame, suppressed);
         } else {
           spdlog::warn("client {} ({}) sent a malformed v2 frame ({}): disconnected ({} lines suppressed)",
                        to_u32(c.id), net::peer_name(c.fd.get()), c.decoder.error_detail(), suppressed);
@@ -530,7 +532,7 @@ void ReactorEngine::flush(Connection& c) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
       mark_closing(c, errno == EPIPE || errno == ECONNRESET ? core::CloseReason::peer_closed
-                                                              : core::CloseReason::io_error);
+                                                            : core::CloseReason::io_error);
       return;
     }
     router_.on_written(c.id, static_cast<std::size_t>(n));
@@ -581,14 +583,16 @@ void ReactorEngine::log_policy_counts() {
   std::uint64_t suppressed = 0;
   if (!counts_log_.allow(suppressed)) return;
   if (no_route + slow + other > 0) {
-    spdlog::warn("dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
-                 "unauthenticated or not representable in v1",
-                 no_route, slow, core::to_string(options_.router.policy), other);
+    spdlog::warn(
+        "dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
+        "unauthenticated or not representable in v1",
+        no_route, slow, core::to_string(options_.router.policy), other);
   }
   if (capped > 0) {
-    spdlog::warn("--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
-                 "queues",
-                 options_.router.max_pending_total, capped);
+    spdlog::warn(
+        "--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
+        "queues",
+        options_.router.max_pending_total, capped);
   }
   if (pauses > 0) {
     spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);

@@ -107,8 +107,8 @@ class ReactorEngine final : public Engine {
   net::FunctionHandler listener_handler_;
   net::FunctionHandler signal_handler_;
   net::Token listener_token_ = net::Token::none;
-  std::unique_ptr<net::HttpResponder> metrics_;  // --metrics; its handlers live on loop_
-  net::Fd spare_;  // kept open so an EMFILE accept can be taken and closed
+  std::unique_ptr<net::HttpResponder> metrics_;     // --metrics; its handlers live on loop_
+  net::Fd spare_;                                   // kept open so an EMFILE accept can be taken and closed
   std::vector<std::unique_ptr<Connection>> conns_;  // indexed by fd
   std::vector<int> closing_;                        // fds to destroy after the batch
   std::vector<core::Action> actions_;               // scratch for carry_out_actions()

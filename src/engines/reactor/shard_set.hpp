@@ -28,8 +28,8 @@ inline constexpr std::size_t kRingBytes = std::size_t{16} << 20;
 struct ShardRing {
   using Batch = std::vector<char>;
   boost::lockfree::spsc_queue<Batch*, boost::lockfree::capacity<kRingBatches>> queue;
-  std::atomic<std::size_t> bytes{0};             // in the queue now
-  std::atomic<bool> producer_waiting{false};     // the producer found it full: wake it when there is room
+  std::atomic<std::size_t> bytes{0};          // in the queue now
+  std::atomic<bool> producer_waiting{false};  // the producer found it full: wake it when there is room
 
   ShardRing() = default;
   ShardRing(const ShardRing&) = delete;

@@ -165,11 +165,12 @@ int ShardedEngine::run() {
     }
   }
 
-  spdlog::info("sharded: listening on {} ({} shards, max {} connections, policy {}, max-pending {} bytes, "
-               "max-pending-total {} bytes, {} per shard{})",
-               bound.to_string(), count_, set_->max_conns, core::to_string(options_.router.policy),
-               options_.router.max_pending, options_.router.max_pending_total,
-               shard_options.router.max_pending_total, options_.router.auth_required ? ", tokens required" : "");
+  spdlog::info(
+      "sharded: listening on {} ({} shards, max {} connections, policy {}, max-pending {} bytes, "
+      "max-pending-total {} bytes, {} per shard{})",
+      bound.to_string(), count_, set_->max_conns, core::to_string(options_.router.policy),
+      options_.router.max_pending, options_.router.max_pending_total, shard_options.router.max_pending_total,
+      options_.router.auth_required ? ", tokens required" : "");
   running_.store(true);
   if (options_.on_listening) options_.on_listening(bound);
 

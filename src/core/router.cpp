@@ -64,28 +64,31 @@ bool valid_token(std::string_view t) noexcept {
 }
 }  // namespace
 
+// The fields every frame touches come first, in one cache line for the
+// sender (its state and counters) and as few as can be for the destination.
 struct Router::Client {
   ClientId id;
-  std::uint64_t tag;
-  OutboundQueue out;
-  int version = 1;
+  std::uint8_t version = 1;
   bool authenticated = true;
   bool dirty = false;             // listed in dirty_
   bool closing = false;           // no longer a destination: frames to it are dropped
+  bool paused = false;            // a sender holding a frame for `paused_on` (or a blocked peer) to drain
   bool close_requested = false;   // a Close action was issued
   bool flush_then_close = false;  // closing once its queue is written (a reply or an ERROR first)
   bool read_closed = false;       // FIN received: not read any more, still a destination
-  bool paused = false;            // a sender holding a frame for `paused_on` (or a blocked peer) to drain
   bool paused_on_peer = false;    // ... the peer of place `paused_on_place`
+  std::uint64_t frames_in = 0, bytes_in = 0, frames_out = 0;
+  Time last_routed_to{};          // when a frame was last queued for it
+  OutboundQueue out;
+  Time last_progress{};           // last write progress, or when the queue became non-empty
+  std::uint64_t bytes_out = 0;
+  std::uint64_t tag;
   CloseReason close_reason = CloseReason::peer_closed;
   ClientId paused_on{};
   std::uint32_t paused_on_place = 0;
   std::vector<ClientId> remote_pauses;  // destinations elsewhere that asked it to pause
   Time connected_at{};
-  Time last_progress{};           // last write progress, or when the queue became non-empty
-  Time last_routed_to{};          // when a frame was last queued for it
   std::vector<ClientId> waiters;  // senders paused on this destination
-  std::uint64_t frames_in = 0, bytes_in = 0, frames_out = 0, bytes_out = 0;
 };
 
 struct Router::Peer {

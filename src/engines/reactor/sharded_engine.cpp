@@ -57,7 +57,7 @@ core::Stats ShardedEngine::collect_stats(bool log_each) const {
   for (unsigned i = 0; i < count_; ++i) {
     shards_[i]->post([collector, shard = shards_[i].get(), i, log_each] {
       const core::Stats s = shard->stats();
-      if (log_each) spdlog::debug("shard {} stats: {}", i, s.summary());
+      if (log_each) spdlog::debug("shard {} counters: {}", i, s.summary());  // not "stats: ", the summed line's marker
       std::lock_guard lock{collector->mu};
       collector->sum += s;
       ++collector->answered;

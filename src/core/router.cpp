@@ -168,26 +168,6 @@ RouteResult Router::on_frame(ClientId from, const protocol::Frame& frame) {
   assert(s != nullptr && "frames come from connected clients");
   ++s->frames_in;
   s->bytes_in += frame.payload.size();
-  // The fast path, the article's whole protocol: a v1 frame from an
-  // authenticated sender to a live v1 client of this place whose queue takes
-  // it. Its bytes go on as they came, payload and NUL. Everything else (and
-  // every limit that is reached) takes the general path below, which judges
-  // it again from the start.
-  if (frame.type == protocol::FrameType::v1 && s->authenticated &&
-      (to_u32(frame.destination) & ~counter_mask_) == prefix_ && !protocol::is_reserved(frame.destination)) {
-    Client* d = find(frame.destination);
-    const std::size_t n = frame.wire.size();
-    if (d != nullptr && n == frame.payload.size() + 1 && d->version == 1 && d->authenticated && !d->closing &&
-        (d->out.empty() || (d->out.size() + n <= config_.max_pending &&
-                            (config_.max_pending_total == 0 || stats_.pending_bytes + n <= config_.max_pending_total)))) {
-      enqueue(*d, frame.wire);
-      ++d->frames_out;
-      d->last_routed_to = now_;
-      ++stats_.frames_routed;
-      stats_.bytes_routed += n;
-      return RouteResult::queued;
-    }
-  }
   RouteResult result = RouteResult::dropped;
   switch (frame.type) {
     case protocol::FrameType::v1:

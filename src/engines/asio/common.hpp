@@ -391,8 +391,8 @@ enum class ReservedFrame {
 };
 ReservedFrame classify_reserved(const protocol::Frame& frame) noexcept;
 // The refusal's bytes as the client receives them (payload and its NUL).
-// A small local parser: the nonce is echoed only when well-formed (16..64
-// of [0-9a-f]). TODO: use protocol::parse_hello once it is implemented.
+// The nonce is echoed whenever the hello held a well-formed one, as
+// protocol::parse_hello reads it.
 std::string hello_refusal(std::span<const char> hello_payload);
 // How a refused client's close is counted: as a hello the server could not
 // accept (closed_protocol_error), as the reactor counts a malformed one.

@@ -403,7 +403,9 @@ void RaceEngine::Loop::turn() {
   batch_.clear();
   finish_turn();
   if (turn_start >= next_trim_) give_memory_back();
-  publish_(router_.stats());  // a copy under a lock: small beside a turn's reads and writes
+  // Only --metrics reads the counters from another thread while running:
+  // without it, no lock and no copy per turn.
+  if (options_.metrics) publish_(router_.stats());
   if (draining_ && (router_.stats().pending_bytes == 0 || steady_now() >= drain_deadline_)) stop_ = true;
 }
 
@@ -573,6 +575,7 @@ void RaceEngine::Loop::decode(Connection& c) {
     }
     switch (router_.on_frame(c.id, frame)) {
       case core::RouteResult::queued:
+      case core::RouteResult::forwarded:  // one place: never, but the switch names every outcome
       case core::RouteResult::dropped:
       case core::RouteResult::handled:
         c.decoder.pop();
@@ -687,6 +690,12 @@ void RaceEngine::Loop::carry_out_actions() {
           }
         }
         mark_closing(*c, close->reason);
+        continue;
+      }
+      if (const auto* pause = std::get_if<core::PauseReading>(&action)) {
+        // Issued only by a destination elsewhere (race has one place), but
+        // the router's contract says what it means: stop reading the sender.
+        if (Connection* c = by_id(pause->client); c != nullptr && !c->closing) c->paused = true;
         continue;
       }
       const auto& resume = std::get<core::ResumeReading>(action);

@@ -41,7 +41,7 @@ class RaceEngine final : public Engine {
 
   int run() override;
   // While run() runs, any thread (--metrics): the counters as of the task's
-  // last turn; afterwards, the final ones.
+  // last turn (published only with --metrics); afterwards, the final ones.
   core::Stats stats() const override;
 
  private:

@@ -35,7 +35,6 @@
 #include "engines/asio/race_engine.hpp"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -65,6 +64,7 @@
 #include <variant>
 #include <vector>
 
+#include "engines/common/router_upkeep.hpp"
 #include "engines/common/token_file.hpp"
 #include "net/fd.hpp"
 #include "net/log.hpp"
@@ -90,7 +90,6 @@ constexpr int kAcceptBatch = 256;
 constexpr std::size_t kMaxIov = 64;
 constexpr auto kTick = std::chrono::milliseconds{250};
 constexpr auto kTrimInterval = std::chrono::seconds{1};
-constexpr std::size_t kTrimSlack = std::size_t{16} << 20;
 // After an accept error that a retry at once would only repeat (out of
 // descriptors with none to spare, ENOBUFS, ...): the next try comes this
 // much later, so the task never spins on the listener.
@@ -166,8 +165,6 @@ class RaceEngine::Loop {
   void carry_out_actions();
   void mark_closing(Connection& c, core::CloseReason reason);
   void destroy(Connection& c);
-  void give_memory_back();
-  void log_policy_counts();
   Connection* by_id(ClientId id) noexcept;
   Connection* find(int fd, ClientId id) noexcept;
 
@@ -402,7 +399,10 @@ void RaceEngine::Loop::turn() {
   }
   batch_.clear();
   finish_turn();
-  if (turn_start >= next_trim_) give_memory_back();
+  if (turn_start >= next_trim_) {
+    next_trim_ = steady_now() + kTrimInterval;
+    give_memory_back(read_pool_, router_);
+  }
   // Only --metrics reads the counters from another thread while running:
   // without it, no lock and no copy per turn.
   if (options_.metrics) publish_(router_.stats());
@@ -639,37 +639,7 @@ void RaceEngine::Loop::finish_turn() {
     for (int fd : closing_) destroy(*conns_[static_cast<std::size_t>(fd)]);
     closing_.clear();
   }
-  log_policy_counts();
-}
-
-// One line a second at most says what was dropped or paused since the last.
-void RaceEngine::Loop::log_policy_counts() {
-  const core::Stats& now = router_.stats();
-  const std::uint64_t no_route = now.dropped_no_route - logged_.dropped_no_route;
-  const std::uint64_t slow = now.dropped_slow_consumer - logged_.dropped_slow_consumer;
-  const std::uint64_t other = (now.dropped_not_representable - logged_.dropped_not_representable) +
-                              (now.dropped_unauthenticated - logged_.dropped_unauthenticated);
-  const std::uint64_t pauses = now.sender_pauses - logged_.sender_pauses;
-  const std::uint64_t capped = now.over_total_limit - logged_.over_total_limit;
-  if (no_route + slow + other + pauses + capped == 0) return;
-  std::uint64_t suppressed = 0;
-  if (!counts_log_.allow(suppressed)) return;
-  if (no_route + slow + other > 0) {
-    spdlog::warn(
-        "dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
-        "unauthenticated or not representable in v1",
-        no_route, slow, core::to_string(options_.router.policy), other);
-  }
-  if (capped > 0) {
-    spdlog::warn(
-        "--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
-        "queues",
-        options_.router.max_pending_total, capped);
-  }
-  if (pauses > 0) {
-    spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);
-  }
-  logged_ = now;
+  log_policy_counts(router_.stats(), logged_, counts_log_, options_.router);
 }
 
 void RaceEngine::Loop::carry_out_actions() {
@@ -727,15 +697,6 @@ void RaceEngine::Loop::destroy(Connection& c) {
   // Closing the socket completes its outstanding waits (aborted); their tags
   // name this ID, which find() no longer knows.
   conns_[static_cast<std::size_t>(c.fd)].reset();
-}
-
-// As the reactor: a burst must not become the server's permanent size.
-void RaceEngine::Loop::give_memory_back() {
-  next_trim_ = steady_now() + kTrimInterval;
-  read_pool_.trim();
-  router_.out_pool().trim();
-  const struct mallinfo2 heap = ::mallinfo2();
-  if (heap.fordblks > kTrimSlack) ::malloc_trim(0);
 }
 
 RaceEngine::Loop::Connection* RaceEngine::Loop::by_id(ClientId id) noexcept {

@@ -1,7 +1,6 @@
 #include "engines/reactor/reactor_engine.hpp"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -22,6 +21,7 @@
 #include <variant>
 
 #include "core/metrics.hpp"
+#include "engines/common/router_upkeep.hpp"
 #include "engines/common/token_file.hpp"
 #include "engines/responder_metrics.hpp"
 #include "net/socket.hpp"
@@ -45,9 +45,6 @@ constexpr int kAcceptBatch = 256;  // accepts per turn, so a connection storm ca
 constexpr std::size_t kMaxIov = 64;
 constexpr std::chrono::milliseconds kTick{250};  // stall checks, deadlines and memory trimming granularity
 constexpr auto kTrimInterval = std::chrono::seconds{1};
-// Free heap above this is handed back to the kernel (malloc_trim): a burst
-// must not become the server's permanent size.
-constexpr std::size_t kTrimSlack = 16 * 1024 * 1024;
 
 // The router's copy of the limits. --max-frame reaches ServerOptions::max_frame
 // (the decoders' limit); the router tells it to v2 clients in the welcome, so
@@ -243,7 +240,10 @@ std::string ReactorEngine::clients_json() const {
 void ReactorEngine::on_end_of_turn() {
   finish_turn();
   if (shard_ != nullptr) exchange_with_peers();
-  if (turn_start_ >= next_trim_) give_memory_back();
+  if (turn_start_ >= next_trim_) {
+    next_trim_ = now() + kTrimInterval;
+    give_memory_back(read_pool_, router_);
+  }
   if (draining_ && (router_.stats().pending_bytes == 0 || now() >= drain_deadline_)) loop_->request_stop();
 }
 
@@ -565,39 +565,7 @@ void ReactorEngine::finish_turn() {
     for (int fd : closing_) destroy(*conns_[static_cast<std::size_t>(fd)]);
     closing_.clear();
   }
-  log_policy_counts();
-}
-
-// Drops and pauses are too frequent to log one by one: once per turn the
-// counters are compared with the last line written, and at most one line a
-// second says what happened since.
-void ReactorEngine::log_policy_counts() {
-  const core::Stats& now = router_.stats();
-  const std::uint64_t no_route = now.dropped_no_route - logged_.dropped_no_route;
-  const std::uint64_t slow = now.dropped_slow_consumer - logged_.dropped_slow_consumer;
-  const std::uint64_t other = (now.dropped_not_representable - logged_.dropped_not_representable) +
-                              (now.dropped_unauthenticated - logged_.dropped_unauthenticated);
-  const std::uint64_t pauses = now.sender_pauses - logged_.sender_pauses;
-  const std::uint64_t capped = now.over_total_limit - logged_.over_total_limit;
-  if (no_route + slow + other + pauses + capped == 0) return;
-  std::uint64_t suppressed = 0;
-  if (!counts_log_.allow(suppressed)) return;
-  if (no_route + slow + other > 0) {
-    spdlog::warn(
-        "dropped {} frames for unknown or departed clients, {} for slow consumers (policy {}) and {} "
-        "unauthenticated or not representable in v1",
-        no_route, slow, core::to_string(options_.router.policy), other);
-  }
-  if (capped > 0) {
-    spdlog::warn(
-        "--max-pending-total ({} bytes) reached: the slow-consumer policy acted {} times on the largest "
-        "queues",
-        options_.router.max_pending_total, capped);
-  }
-  if (pauses > 0) {
-    spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);
-  }
-  logged_ = now;
+  log_policy_counts(router_.stats(), logged_, counts_log_, options_.router);
 }
 
 void ReactorEngine::carry_out_actions() {
@@ -679,18 +647,6 @@ void ReactorEngine::update_interest(Connection& c) {
     return;
   }
   c.interest = want;
-}
-
-// A burst must not become the server's permanent size: idle pool blocks
-// nobody needed for a second go back, and free heap the allocator keeps
-// (glibc returns only the top of its heap by itself) is handed back with
-// malloc_trim.
-void ReactorEngine::give_memory_back() {
-  next_trim_ = now() + kTrimInterval;
-  read_pool_.trim();
-  router_.out_pool().trim();
-  const struct mallinfo2 heap = ::mallinfo2();
-  if (heap.fordblks > kTrimSlack) ::malloc_trim(0);
 }
 
 ReactorEngine::Connection* ReactorEngine::by_id(ClientId id) noexcept {

@@ -87,8 +87,6 @@ class ReactorEngine final : public Engine {
   void mark_closing(Connection& c, core::CloseReason reason);
   void destroy(Connection& c);
   void update_interest(Connection& c);
-  void give_memory_back();
-  void log_policy_counts();
   void start_metrics();
   std::string clients_json() const;
   std::string metrics_text() const;

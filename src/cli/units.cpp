@@ -1,5 +1,7 @@
 #include "cli/units.hpp"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <charconv>
 #include <cmath>
@@ -73,21 +75,21 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) n
 
 std::string check_size(std::string_view text, std::uint64_t min, std::uint64_t max) {
   const auto v = parse_size(text);
-  if (!v) return "'" + std::string(text) + "' is not a size such as 65536, 64K, 8M or 1G";
-  if (*v < min) return "'" + std::string(text) + "' is below the minimum of " + format_size(min);
-  if (*v > max) return "'" + std::string(text) + "' is above the maximum of " + format_size(max);
+  if (!v) return fmt::format("'{}' is not a size such as 65536, 64K, 8M or 1G", text);
+  if (*v < min) return fmt::format("'{}' is below the minimum of {}", text, format_size(min));
+  if (*v > max) return fmt::format("'{}' is above the maximum of {}", text, format_size(max));
   return {};
 }
 
 std::string check_duration(std::string_view text, std::chrono::milliseconds min,
                            std::chrono::milliseconds max) {
   const auto v = parse_duration(text);
-  if (!v) return "'" + std::string(text) + "' is not a duration such as 500ms, 10s, 2m or 1h";
+  if (!v) return fmt::format("'{}' is not a duration such as 500ms, 10s, 2m or 1h", text);
   if (*v < min) {
-    return min.count() == 1 ? "'" + std::string(text) + "' must be at least 1ms (0 has no meaning here)"
-                            : "'" + std::string(text) + "' is below the minimum of " + format_duration(min);
+    return min.count() == 1 ? fmt::format("'{}' must be at least 1ms (0 has no meaning here)", text)
+                            : fmt::format("'{}' is below the minimum of {}", text, format_duration(min));
   }
-  if (*v > max) return "'" + std::string(text) + "' is above the maximum of " + format_duration(max);
+  if (*v > max) return fmt::format("'{}' is above the maximum of {}", text, format_duration(max));
   return {};
 }
 

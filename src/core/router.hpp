@@ -226,9 +226,13 @@ class Router {
   Client* find(ClientId id) const noexcept;
   ClientId allocate_id();
   void grow();
-  RouteResult route(Client& from, ClientId to, const Payload& p);
+  // The per-frame path (route, admit, queue_frame, enqueue, mark_dirty) is
+  // inlined into on_frame: out of line, the calls and the Payload passed
+  // through memory cost the v1 path measurably (docs/BENCHMARKS.md). What
+  // only a dropped or refused frame needs is cold.
+  [[gnu::always_inline]] inline RouteResult route(Client& from, ClientId to, const Payload& p);
   RouteResult forward(Client& from, ClientId to, const Payload& p);
-  void queue_frame(Client& dest, ClientId source, const Payload& p);
+  [[gnu::always_inline]] inline void queue_frame(Client& dest, ClientId source, const Payload& p);
   void on_peer_frame(ClientId source, ClientId to, bool source_v2, const Payload& p);
   void peer_error(ClientId to, protocol::ErrorCode code, ClientId subject);
   Peer* peer(std::uint32_t place) noexcept;
@@ -238,12 +242,13 @@ class Router {
   bool reading(const Client& c) const noexcept;
   RouteResult on_hello(Client& from, std::span<const char> payload);
   RouteResult on_ping(Client& from, std::span<const char> body);
-  Admit admit(const Client& dest, std::size_t n) const noexcept;
-  RouteResult apply_policy(Client& from, Client& dest, Admit why);
-  void enqueue(Client& dest, std::span<const char> bytes);
+  [[gnu::always_inline]] inline Admit admit(const Client& dest, std::size_t n) const noexcept;
+  [[gnu::cold]] RouteResult apply_policy(Client& from, Client& dest, Admit why);
+  [[gnu::always_inline]] inline void enqueue(Client& dest, std::span<const char> bytes);
   void enqueue_v1_reply(Client& c, std::string_view text);
-  void send_error(Client& to, protocol::ErrorCode code, std::uint32_t subject, std::string_view reason);
-  void mark_dirty(Client& c);
+  [[gnu::cold]] void send_error(Client& to, protocol::ErrorCode code, std::uint32_t subject,
+                                std::string_view reason);
+  [[gnu::always_inline]] inline void mark_dirty(Client& c);
   void resume_waiters(Client& c);
   void request_close(Client& c, CloseReason reason);
   void close_after_flush(Client& c, CloseReason reason);

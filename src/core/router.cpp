@@ -1,6 +1,7 @@
 #include "core/router.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstring>
 #include <limits>
@@ -38,8 +39,10 @@ std::string_view error_reason(ErrorCode code) noexcept {
 
 // Messages between places, appended to a peer's batch (all integers
 // big-endian, as on the wire):
-//   frame   [1][u32 source][u32 destination][u8 flags][u32 n][n payload bytes]
+//   frame   [1][u32 source][u32 destination][u8 flags][u32 n][n payload bytes][NUL if flag 2]
 //           flags: 1 = the source speaks v2 (send ERRORs back), 2 = the payload holds no NUL
+//           and a NUL follows it (a v1 sender's frame as it sent it: a v1 destination
+//           queues payload and NUL in one copy)
 //   error   [2][u32 to][u8 code][u32 subject]        an ERROR for a v2 sender of that place
 //   pause   [3][u32 sender][u32 destination]         backpressure: stop reading that sender
 //   resume  [4][u32 sender][u32 destination]         the destination drained, or left
@@ -49,6 +52,11 @@ enum class PeerKind : std::uint8_t { frame = 1, error = 2, pause = 3, resume = 4
 constexpr std::uint8_t kFromV2 = 1;
 constexpr std::uint8_t kNulFree = 2;
 constexpr std::size_t kPeerFrameHeader = 1 + 4 + 4 + 1 + 4;
+
+void store_u32(char* at, std::uint32_t v) noexcept {
+  const auto b = protocol::encode_be32(v);
+  std::memcpy(at, b.data(), b.size());
+}
 
 void put_u32(std::vector<char>& out, std::uint32_t v) {
   const auto b = protocol::encode_be32(v);
@@ -78,9 +86,9 @@ struct Router::Client {
   bool read_closed = false;       // FIN received: not read any more, still a destination
   bool paused_on_peer = false;    // ... the peer of place `paused_on_place`
   std::uint64_t frames_in = 0, bytes_in = 0, frames_out = 0;
-  Time last_routed_to{};          // when a frame was last queued for it
+  Time last_routed_to{};  // when a frame was last queued for it
   OutboundQueue out;
-  Time last_progress{};           // last write progress, or when the queue became non-empty
+  Time last_progress{};  // last write progress, or when the queue became non-empty
   std::uint64_t bytes_out = 0;
   std::uint64_t tag;
   CloseReason close_reason = CloseReason::peer_closed;
@@ -92,8 +100,9 @@ struct Router::Client {
 };
 
 struct Router::Peer {
-  std::vector<char> out;  // this turn's batch
-  bool dirty = false;     // listed in dirty_peers_
+  std::vector<char> out;       // this turn's batch
+  std::size_t last_batch = 0;  // the size of the last one handed over: the next one's first reservation
+  bool dirty = false;          // listed in dirty_peers_
   bool reachable = false;
   bool blocked = false;           // the transport is full
   std::vector<ClientId> waiters;  // senders paused because it is blocked
@@ -663,6 +672,10 @@ std::vector<char>& Router::peer_out(std::uint32_t place) {
   if (!slot->dirty) {
     slot->dirty = true;
     dirty_peers_.push_back(place);
+    // One allocation for a turn's batch of small frames rather than a dozen
+    // as it doubles; big batches (floods of big frames) grow as they need,
+    // so that no batch holds much more memory than its bytes.
+    slot->out.reserve(std::clamp<std::size_t>(slot->last_batch + slot->last_batch / 4, 4096, 64 * 1024));
   }
   return slot->out;
 }
@@ -703,6 +716,7 @@ std::vector<char> Router::take_peer_batch(std::uint32_t place) {
   Peer* pr = peer(place);
   if (pr == nullptr) return batch;
   batch.swap(pr->out);
+  pr->last_batch = batch.size();
   pr->dirty = false;
   if (!pr->reachable) batch.clear();  // left with nobody to hand it to: counted in remove_peer
   return batch;
@@ -740,12 +754,18 @@ RouteResult Router::forward(Client& from, ClientId to, const Payload& p) {
     return RouteResult::paused;
   }
   std::vector<char>& out = peer_out(place);
-  out.push_back(static_cast<char>(PeerKind::frame));
-  put_u32(out, to_u32(from.id));
-  put_u32(out, to_u32(to));
-  out.push_back(static_cast<char>((from.version == 2 ? kFromV2 : 0) | (p.nul_free ? kNulFree : 0)));
-  put_u32(out, static_cast<std::uint32_t>(p.bytes.size()));
-  out.insert(out.end(), p.bytes.begin(), p.bytes.end());
+  // A v1 sender's payload goes with its NUL when the decoder has them
+  // together (always, for frames read from a socket).
+  const bool with_nul = p.nul_free && p.v1_wire.size() == p.bytes.size() + 1;
+  std::array<char, kPeerFrameHeader> header{};
+  header[0] = static_cast<char>(PeerKind::frame);
+  store_u32(header.data() + 1, to_u32(from.id));
+  store_u32(header.data() + 5, to_u32(to));
+  header[9] = static_cast<char>((from.version == 2 ? kFromV2 : 0) | (with_nul ? kNulFree : 0));
+  store_u32(header.data() + 10, static_cast<std::uint32_t>(p.bytes.size()));
+  out.insert(out.end(), header.begin(), header.end());
+  const std::span<const char> body = with_nul ? p.v1_wire : p.bytes;
+  out.insert(out.end(), body.begin(), body.end());
   ++stats_.frames_forwarded;
   return RouteResult::forwarded;
 }
@@ -827,11 +847,16 @@ void Router::on_peer_batch(std::span<const char> batch) {
     const std::size_t left = batch.size() - pos;
     if (kind == PeerKind::frame && left >= kPeerFrameHeader) {
       const std::uint32_t n = u32_at(pos + 10);
-      if (left - kPeerFrameHeader < n) break;
       const auto flags = static_cast<std::uint8_t>(batch[pos + 9]);
-      const Payload p{batch.subspan(pos + kPeerFrameHeader, n), (flags & kNulFree) != 0, {}};
+      const bool nul_free = (flags & kNulFree) != 0;
+      const std::size_t body = std::size_t{n} + (nul_free ? 1 : 0);
+      if (left - kPeerFrameHeader < body) break;
+      const std::span<const char> wire =
+          nul_free ? batch.subspan(pos + kPeerFrameHeader, body) : std::span<const char>{};
+      if (nul_free && wire.back() != '\0') break;  // not framed as this list says
+      const Payload p{batch.subspan(pos + kPeerFrameHeader, n), nul_free, wire};
       on_peer_frame(ClientId{u32_at(pos + 1)}, ClientId{u32_at(pos + 5)}, (flags & kFromV2) != 0, p);
-      pos += kPeerFrameHeader + n;
+      pos += kPeerFrameHeader + body;
     } else if (kind == PeerKind::error && left >= 10) {
       if (Client* c = find(ClientId{u32_at(pos + 1)})) {
         const auto code = static_cast<ErrorCode>(batch[pos + 5]);

@@ -333,6 +333,13 @@ TEST(Places, MalformedBatchIsCountedNotFatal) {
   std::vector<char> cut = {'\x01', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 9, 'a'};
   r.on_peer_batch(cut);
   EXPECT_EQ(r.stats().peer_errors, 2U);
+  // Flag 2 promises the v1 NUL after the payload; a batch without it is
+  // not framed as the list says.
+  std::vector<char> no_nul = {'\x01', 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 1, 'a', 'b'};
+  const auto dest = sb::protocol::encode_be32(to_u32(d));
+  std::copy(dest.begin(), dest.end(), no_nul.begin() + 5);
+  r.on_peer_batch(no_nul);
+  EXPECT_EQ(r.stats().peer_errors, 3U);
   EXPECT_EQ(queued(r, d), "");
 }
 

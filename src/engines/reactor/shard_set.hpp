@@ -23,7 +23,7 @@
 namespace sb::engines::reactor {
 
 inline constexpr std::size_t kRingBatches = 1024;
-inline constexpr std::size_t kRingBytes = std::size_t{16} << 20;
+inline constexpr std::size_t kRingBytes = std::size_t{4} << 20;
 
 struct ShardRing {
   using Batch = std::vector<char>;

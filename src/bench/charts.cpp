@@ -164,14 +164,30 @@ std::vector<ChartSpec> build_charts(const BenchOptions& o, const std::vector<Run
       return true;
     });
     if (!ok.empty()) {
-      c.caption = "One-way latency percentiles by target (microseconds, log scale; lower is better)";
-      c.data = "# target  p50_us  p90_us  p99_us  p99.9_us  max_us\n";
-      for (const auto* r : ok) {
-        const auto& h = r->latency;
-        auto us = [](std::uint64_t ns) { return num(static_cast<double>(ns) / 1e3); };
-        c.data +=
-            fmt::format("{} {} {} {} {} {}\n", gnuplot_string(r->target), us(h.percentile(50)),
-                        us(h.percentile(90)), us(h.percentile(99)), us(h.percentile(99.9)), us(h.max()));
+      c.caption =
+          "One-way latency by percentile, one line per target (microseconds on a log scale; lower is "
+          "better). "
+          "Points joined by lines, not bars: on a log axis a bar's height depends on where the axis starts";
+      // One block per target (gnuplot's `index`), one line per percentile.
+      c.data = "# one block per target, in the order of the script's plot: x  percentile  latency_us\n";
+      struct Point {
+        const char* name;
+        double q;  // 0: the maximum
+      };
+      constexpr Point kPoints[] = {{"p50", 50}, {"p90", 90}, {"p99", 99}, {"p99.9", 99.9}, {"max", 0}};
+      std::string plots;
+      for (std::size_t i = 0; i < ok.size(); ++i) {
+        const auto& h = ok[i]->latency;
+        c.data += fmt::format("{}# {}\n", i == 0 ? "" : "\n\n", ok[i]->target);
+        for (std::size_t x = 0; x < std::size(kPoints); ++x) {
+          const std::uint64_t ns = kPoints[x].q > 0 ? h.percentile(kPoints[x].q) : h.max();
+          c.data += fmt::format("{} \"{}\" {}\n", x, kPoints[x].name, num(static_cast<double>(ns) / 1e3));
+        }
+        // A point shape per line as well as a colour: the lines stay apart in grey too.
+        constexpr int kShapes[] = {7, 5, 9, 13, 11, 15, 4, 6, 8, 10};
+        plots += fmt::format("{}'latency.dat' index {} using 1:3 with linespoints lw 2 pt {} ps 1.2 title {}",
+                             i == 0 ? "plot " : ", \\\n     ", i, kShapes[i % std::size(kShapes)],
+                             gnuplot_string(ok[i]->target));
       }
       const std::string title =
           fmt::format("Latency at {:g} msg/s offered ({} pairs, {}-byte payloads) (lower is better)", o.rate,
@@ -183,16 +199,15 @@ std::vector<ChartSpec> build_charts(const BenchOptions& o, const std::vector<Run
           "set format y '%g'\n"
           "set ytics (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, "
           "200000, 500000, 1000000)\n"
-          "set key top left horizontal\n"
-          "stats 'latency.dat' using 2 nooutput\n"
-          "lo = STATS_min\n"
-          "stats 'latency.dat' using 5 nooutput\n"
-          "hi = STATS_max\n"
-          "set yrange [(lo > 0 ? lo / 2 : 0.1):hi * 4]\n"
-          "plot 'latency.dat' using 2:xtic(1) title 'p50' lc rgb '#4472c4', \\\n"
-          "     '' using 3 title 'p90' lc rgb '#70ad47', \\\n"
-          "     '' using 4 title 'p99' lc rgb '#ed7d31', \\\n"
-          "     '' using 5 title 'p99.9' lc rgb '#c00000'\n";
+          "set xlabel 'percentile (max: the largest latency seen)'\n"
+          "set xtics norotate ('p50' 0, 'p90' 1, 'p99' 2, 'p99.9' 3, 'max' 4)\n"
+          "set xrange [-0.3:4.3]\n"
+          "set grid xtics ytics lc rgb '#dddddd'\n"
+          "set bmargin 4\n"
+          "set key top left\n"
+          "stats 'latency.dat' using 3 nooutput\n"
+          "set yrange [(STATS_min > 0 ? STATS_min / 1.5 : 0.1):STATS_max * 1.5]\n" +
+          plots + "\n";
       charts.push_back(std::move(c));
     }
   }

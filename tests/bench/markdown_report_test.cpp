@@ -3,6 +3,7 @@
 // the charts' data files and gnuplot scripts. No gnuplot is run here.
 #include "bench/markdown_report.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -314,6 +315,36 @@ TEST(Charts, StallChartShowsTheFractionAndWhatBecameOfTheFlood) {
   const auto settled = build_charts(options(), {big}, "pngcairo");
   ASSERT_EQ(settled.size(), 1u);
   EXPECT_FALSE(contains(settled[0].script, "ran out of time")) << settled[0].script;
+}
+
+TEST(Charts, LatencyIsPointsOnALogAxisNotBars) {
+  RunResult a = ok_run("reactor", Scenario::latency);
+  RunResult b = ok_run("nats", Scenario::latency);
+  for (int i = 1; i <= 1000; ++i) {
+    a.latency.record(static_cast<std::uint64_t>(i) * 1000);  // 1..1000 us
+    b.latency.record(static_cast<std::uint64_t>(i) * 2000);
+  }
+  const auto charts = build_charts(options(), {a, b}, "pngcairo");
+  ASSERT_EQ(charts.size(), 1u);
+  const ChartSpec& c = charts[0];
+  EXPECT_EQ(c.name, "latency");
+  // One block per target, one line per point: x, name, microseconds (as
+  // the histogram keeps them, to within 1/512).
+  auto us = [](const RunResult& r, double q) {
+    return fmt::format("{:.6g}",
+                       static_cast<double>(q > 0 ? r.latency.percentile(q) : r.latency.max()) / 1e3);
+  };
+  EXPECT_TRUE(contains(c.data, "# reactor\n0 \"p50\" " + us(a, 50) + "\n1 \"p90\" " + us(a, 90) +
+                                   "\n2 \"p99\" " + us(a, 99) + "\n3 \"p99.9\" " + us(a, 99.9) +
+                                   "\n4 \"max\" " + us(a, 0) + "\n\n\n# nats\n0 \"p50\" " + us(b, 50) + "\n"))
+      << c.data;
+  EXPECT_NE(us(a, 50), us(b, 50));
+  EXPECT_TRUE(contains(c.script, "set logscale y")) << c.script;
+  EXPECT_FALSE(contains(c.script, ":xtic(")) << c.script;  // no bar per target
+  EXPECT_TRUE(contains(c.script, "'latency.dat' index 0 using 1:3 with linespoints")) << c.script;
+  EXPECT_TRUE(contains(c.script, "index 1 using 1:3 with linespoints")) << c.script;
+  EXPECT_TRUE(contains(c.script, "title \"nats\"")) << c.script;
+  EXPECT_TRUE(contains(c.caption, "not bars")) << c.caption;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "bench/process.hpp"
+#include "bench/report.hpp"
 
 namespace sb::bench {
 
@@ -25,14 +26,15 @@ std::string describe(const RunResult& r) {
 }
 
 // The terminal line and the look every chart shares.
-std::string preamble(const std::string& terminal, const std::string& name, const std::string& title) {
+std::string preamble(const std::string& terminal, const std::string& name, const std::string& title,
+                     int height = 580) {
   std::string term;
   if (terminal == "pngcairo") {
-    term = "set terminal pngcairo size 1000,580 font \"Sans,11\" noenhanced";
+    term = fmt::format("set terminal pngcairo size 1000,{} font \"Sans,11\" noenhanced", height);
   } else if (terminal == "png") {
-    term = "set terminal png size 1000,580 noenhanced";
+    term = fmt::format("set terminal png size 1000,{} noenhanced", height);
   } else {
-    term = "set terminal svg size 1000,580 font \"Sans,12\" noenhanced";
+    term = fmt::format("set terminal svg size 1000,{} font \"Sans,12\" noenhanced", height);
   }
   return fmt::format(
       "# Drawn by `switchboard bench --report`. Redraw: cd into this directory, then: gnuplot {0}.gp\n"
@@ -162,14 +164,30 @@ std::vector<ChartSpec> build_charts(const BenchOptions& o, const std::vector<Run
       return true;
     });
     if (!ok.empty()) {
-      c.caption = "One-way latency percentiles by target (microseconds, log scale; lower is better)";
-      c.data = "# target  p50_us  p90_us  p99_us  p99.9_us  max_us\n";
-      for (const auto* r : ok) {
-        const auto& h = r->latency;
-        auto us = [](std::uint64_t ns) { return num(static_cast<double>(ns) / 1e3); };
-        c.data +=
-            fmt::format("{} {} {} {} {} {}\n", gnuplot_string(r->target), us(h.percentile(50)),
-                        us(h.percentile(90)), us(h.percentile(99)), us(h.percentile(99.9)), us(h.max()));
+      c.caption =
+          "One-way latency by percentile, one line per target (microseconds on a log scale; lower is "
+          "better). "
+          "Points joined by lines, not bars: on a log axis a bar's height depends on where the axis starts";
+      // One block per target (gnuplot's `index`), one line per percentile.
+      c.data = "# one block per target, in the order of the script's plot: x  percentile  latency_us\n";
+      struct Point {
+        const char* name;
+        double q;  // 0: the maximum
+      };
+      constexpr Point kPoints[] = {{"p50", 50}, {"p90", 90}, {"p99", 99}, {"p99.9", 99.9}, {"max", 0}};
+      std::string plots;
+      for (std::size_t i = 0; i < ok.size(); ++i) {
+        const auto& h = ok[i]->latency;
+        c.data += fmt::format("{}# {}\n", i == 0 ? "" : "\n\n", ok[i]->target);
+        for (std::size_t x = 0; x < std::size(kPoints); ++x) {
+          const std::uint64_t ns = kPoints[x].q > 0 ? h.percentile(kPoints[x].q) : h.max();
+          c.data += fmt::format("{} \"{}\" {}\n", x, kPoints[x].name, num(static_cast<double>(ns) / 1e3));
+        }
+        // A point shape per line as well as a colour: the lines stay apart in grey too.
+        constexpr int kShapes[] = {7, 5, 9, 13, 11, 15, 4, 6, 8, 10};
+        plots += fmt::format("{}'latency.dat' index {} using 1:3 with linespoints lw 2 pt {} ps 1.2 title {}",
+                             i == 0 ? "plot " : ", \\\n     ", i, kShapes[i % std::size(kShapes)],
+                             gnuplot_string(ok[i]->target));
       }
       const std::string title =
           fmt::format("Latency at {:g} msg/s offered ({} pairs, {}-byte payloads) (lower is better)", o.rate,
@@ -181,16 +199,15 @@ std::vector<ChartSpec> build_charts(const BenchOptions& o, const std::vector<Run
           "set format y '%g'\n"
           "set ytics (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, "
           "200000, 500000, 1000000)\n"
-          "set key top left horizontal\n"
-          "stats 'latency.dat' using 2 nooutput\n"
-          "lo = STATS_min\n"
-          "stats 'latency.dat' using 5 nooutput\n"
-          "hi = STATS_max\n"
-          "set yrange [(lo > 0 ? lo / 2 : 0.1):hi * 4]\n"
-          "plot 'latency.dat' using 2:xtic(1) title 'p50' lc rgb '#4472c4', \\\n"
-          "     '' using 3 title 'p90' lc rgb '#70ad47', \\\n"
-          "     '' using 4 title 'p99' lc rgb '#ed7d31', \\\n"
-          "     '' using 5 title 'p99.9' lc rgb '#c00000'\n";
+          "set xlabel 'percentile (max: the largest latency seen)'\n"
+          "set xtics norotate ('p50' 0, 'p90' 1, 'p99' 2, 'p99.9' 3, 'max' 4)\n"
+          "set xrange [-0.3:4.3]\n"
+          "set grid xtics ytics lc rgb '#dddddd'\n"
+          "set bmargin 4\n"
+          "set key top left\n"
+          "stats 'latency.dat' using 3 nooutput\n"
+          "set yrange [(STATS_min > 0 ? STATS_min / 1.5 : 0.1):STATS_max * 1.5]\n" +
+          plots + "\n";
       charts.push_back(std::move(c));
     }
   }
@@ -206,25 +223,64 @@ std::vector<ChartSpec> build_charts(const BenchOptions& o, const std::vector<Run
     });
     if (!ok.empty()) {
       c.caption =
-          "Stall impact: healthy pairs' throughput while one receiver stops reading, as a fraction of the "
-          "same run without it (1.0 = unaffected)";
-      c.data = "# target  healthy_fraction  baseline_msgs_per_s  stall_msgs_per_s\n";
+          "Stall impact: above, healthy pairs' throughput while one receiver stops reading, as a fraction of "
+          "the same run without it (1.0 = unaffected); below, what became of the flood: held (delivered "
+          "late, at the readout after the run) or lost (never delivered), as shares of what the flooder sent";
+      c.data =
+          "# target  healthy_fraction  baseline_msgs_per_s  stall_msgs_per_s  flood_sent  flood_held  "
+          "flood_lost  held_percent  lost_percent  held_label  lost_label\n"
+          "# held: delivered late, at the readout; lost: never delivered; held + lost = sent. A lost label "
+          "ending in * : the readout ran out of time\n";
+      bool cut_short = false;
       for (const auto* r : ok) {
-        c.data += fmt::format("{} {} {} {}\n", gnuplot_string(r->target), num(*r->healthy_fraction),
-                              num(r->baseline_msgs_per_s.value_or(0)), num(r->msgs_per_s));
+        const double sent = static_cast<double>(r->flood_sent);
+        auto percent = [&](std::uint64_t n) {
+          return sent > 0 ? 100.0 * static_cast<double>(n) / sent : 0.0;
+        };
+        cut_short = cut_short || !r->flood_settled;
+        c.data += fmt::format("{} {} {} {} {} {} {} {} {} {} {}\n", gnuplot_string(r->target),
+                              num(*r->healthy_fraction), num(r->baseline_msgs_per_s.value_or(0)),
+                              num(r->msgs_per_s), r->flood_sent, r->flood_held(), r->flood_lost,
+                              num(percent(r->flood_held())), num(percent(r->flood_lost)),
+                              gnuplot_string("held " + thousands(static_cast<double>(r->flood_held()))),
+                              gnuplot_string("lost " + thousands(static_cast<double>(r->flood_lost)) +
+                                             (r->flood_settled ? "" : " *")));
       }
       const std::string title = fmt::format(
           "Stall: {} healthy pairs beside one sender flooding a receiver that never reads (1.0 = unaffected)",
           o.pairs);
-      c.script = preamble(terminal, c.name, title_with(title, c.left_out)) +
-                 "set ylabel 'healthy throughput / throughput without the stall'\n"
+      std::string flood_title =
+          "The flood, read after the run: held = delivered late, at the readout; lost = never delivered";
+      if (cut_short)
+        flood_title += "\n* the readout ran out of time: some of these may still have been on their way";
+      c.script = preamble(terminal, c.name, title_with(title, c.left_out), 900) +
+                 "set multiplot layout 2,1\n"
+                 "set ylabel " +
+                 gnuplot_string("healthy throughput /\nthroughput without the stall") +
+                 "\n"
                  "set format y '%.1f'\n"
                  "set key off\n"
                  "stats 'stall.dat' using 2 nooutput\n"
                  "set yrange [0:(STATS_max > 1.1 ? STATS_max * 1.15 : 1.25)]\n"
-                 "set arrow from graph 0, first 1 to graph 1, first 1 nohead back dt 2 lc rgb '#555555'\n"
+                 "set arrow 1 from graph 0, first 1 to graph 1, first 1 nohead back dt 2 lc rgb '#555555'\n"
                  "plot 'stall.dat' using 2:xtic(1) lc rgb '#70ad47', \\\n"
-                 "     '' using 0:2:(sprintf('%.2f', $2)) with labels offset 0,0.8 notitle\n";
+                 "     '' using 0:2:(sprintf('%.2f', $2)) with labels offset 0,0.8 notitle\n"
+                 "unset arrow 1\n"
+                 "set title " +
+                 gnuplot_string(flood_title) +
+                 "\n"
+                 "set style histogram rowstacked\n"
+                 "set ylabel 'share of the flood sent (%)'\n"
+                 "set format y '%.0f'\n"
+                 "set yrange [0:135]\n"
+                 "set ytics 0, 25, 100\n"
+                 "unset xlabel\n"  // the key goes where it was
+                 "set key bmargin center horizontal\n"
+                 "plot 'stall.dat' using 8:xtic(1) title 'held (delivered late)' lc rgb '#4472c4', \\\n"
+                 "     '' using 9 title 'lost' lc rgb '#c00000', \\\n"
+                 "     '' using 0:(100):(strcol(10)) with labels offset 0,2.2 font ',10' notitle, \\\n"
+                 "     '' using 0:(100):(strcol(11)) with labels offset 0,1.0 font ',10' notitle\n"
+                 "unset multiplot\n";
       charts.push_back(std::move(c));
     }
   }

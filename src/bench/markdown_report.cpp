@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "bench/process.hpp"
+#include "bench/worker.hpp"
 
 #ifndef SWITCHBOARD_SOURCE_DIR
 #define SWITCHBOARD_SOURCE_DIR ""
@@ -186,21 +187,24 @@ std::string scenario_section(Scenario scenario, const BenchOptions& o,
     case Scenario::stall: {
       out += fmt::format(
           "### Stall\n\nThe throughput setup ({} pairs), plus one sender flooding a receiver that never "
-          "reads. "
-          "\"healthy fraction\" is the healthy pairs' rate divided by the plain throughput run's (1.00 = the "
-          "stall "
-          "costs them nothing). The flood stream is read after the run: what the server kept, dropped or "
-          "closed "
-          "is its policy, not a verification failure.\n\n",
-          o.pairs);
+          "reads (it connects with a {} KiB receive buffer and a {}-byte MSS, so that the server's write to "
+          "it blocks after about 0.2 MB whatever the machine's speed). \"healthy fraction\" is the healthy "
+          "pairs' rate divided by the plain throughput run's (1.00 = the stall costs them nothing). The "
+          "flood "
+          "is read after the run; of what the flooder sent, \"held\" was delivered late, at that readout "
+          "(kept by the server, or in socket buffers, until then), and \"lost\" never arrived (dropped by "
+          "the "
+          "server's policy, or thrown away with a connection it closed); held + lost = sent. What happens to "
+          "the flood is the server's policy, not a verification failure.\n\n",
+          o.pairs, kDeafReceiverConnect.receive_buffer / 1024, kDeafReceiverConnect.max_segment);
       const std::vector<std::string> head = {"target",
                                              "status",
                                              "baseline msgs/s",
                                              "msgs/s during stall",
                                              "healthy fraction",
                                              "flooder sent",
-                                             "flood arrived",
-                                             "flood lost (server)",
+                                             "flood held (delivered late)",
+                                             "flood lost",
                                              "deaf receiver closed",
                                              "flooder closed",
                                              "server RSS peak"};
@@ -213,9 +217,11 @@ std::string scenario_section(Scenario scenario, const BenchOptions& o,
                         thousands(r->msgs_per_s),
                         r->healthy_fraction ? fmt::format("{:.2f}", *r->healthy_fraction) : "n/a",
                         thousands(static_cast<double>(r->flood_sent)),
-                        thousands(static_cast<double>(r->flood_delivered)),
-                        thousands(static_cast<double>(r->flood_lost)), r->deaf_closed > 0 ? "yes" : "no",
-                        r->flood_closed > 0 ? "yes" : "no", r->rss_peak_kib ? mib(*r->rss_peak_kib) : "n/a"});
+                        thousands(static_cast<double>(r->flood_held())),
+                        thousands(static_cast<double>(r->flood_lost)) +
+                            (r->flood_settled ? "" : " (readout ran out of time)"),
+                        r->deaf_closed > 0 ? "yes" : "no", r->flood_closed > 0 ? "yes" : "no",
+                        r->rss_peak_kib ? mib(*r->rss_peak_kib) : "n/a"});
       }
       out += markdown_table(head, rows, "llrrrrrrllr");
       break;

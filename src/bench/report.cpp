@@ -158,10 +158,9 @@ std::string format_notes(const std::vector<RunResult>& results) {
                          thousands(static_cast<double>(r.flood_sent_in_window)),
                          r.flood_closed > 0 ? "; the server closed the flooder" : "");
       out += fmt::format(
-          "  deaf receiver, read after the run: {} arrived, {} lost, {} duplicated, {} reordered; closed by "
-          "the "
-          "server: {}{}\n",
-          thousands(static_cast<double>(r.flood_delivered)), thousands(static_cast<double>(r.flood_lost)),
+          "  flood, read after the run: {} held (delivered late, at the readout), {} lost, {} duplicated, {} "
+          "reordered; deaf receiver closed by the server: {}{}\n",
+          thousands(static_cast<double>(r.flood_held())), thousands(static_cast<double>(r.flood_lost)),
           r.flood_duplicated, r.flood_reordered, r.deaf_closed > 0 ? "yes" : "no",
           r.flood_settled ? "" : " (readout time ran out before everything arrived)");
       if (r.hwm_kib)
@@ -253,6 +252,15 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
       {"send_lag", "ns, latency scenario: how late each message was written against the planned rate"},
       {"mb_per_s", "payload bytes delivered per second / 10^6"},
       {"rss", "KiB from /proc/PID/status of the server"},
+      {"flood_held",
+       "stall: flood messages delivered late, at the readout after the run (the deaf receiver reads nothing "
+       "before): kept by the server or in socket buffers until then; the same count as flood_delivered, "
+       "named for "
+       "what it means. flood_held + flood_lost = flood_sent"},
+      {"flood_lost",
+       "stall: flood messages sent and never delivered: dropped by the server's policy or thrown away with a "
+       "connection it closed (if flood_settled is false, also what was still on its way when the readout "
+       "ended)"},
       {"histogram", "log-linear (HdrHistogram-style), values within 1/512 relative"}};
   nlohmann::json runs = nlohmann::json::array();
   for (const auto& r : results) {
@@ -295,6 +303,7 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
                     {"flood_sent", r.flood_sent},
                     {"flood_sent_in_window", r.flood_sent_in_window},
                     {"flood_delivered", r.flood_delivered},
+                    {"flood_held", r.flood_held()},
                     {"flood_lost", r.flood_lost},
                     {"flood_duplicated", r.flood_duplicated},
                     {"flood_reordered", r.flood_reordered},

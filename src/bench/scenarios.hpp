@@ -89,11 +89,23 @@ struct RunResult {
   std::uint64_t deaf_closed = 0;
   double first_deaf_close_s = 0;
   std::uint64_t flood_closed = 0;
-  std::uint64_t flood_delivered = 0;  // read out after the run
+  // The flood stream is read out after the run; of what the flooder sent,
+  // each message was either held or lost (flood_held() + flood_lost ==
+  // flood_sent):
+  // - held: delivered late, at the readout. The deaf receiver reads nothing
+  //   during the run, so every flood message it got was kept until then
+  //   between the flooder and it: in the server's queue, in the kernel's
+  //   socket buffers, or unread in the flooder's own connection once the
+  //   server stopped reading it (backpressure, or a blocked engine);
+  // - lost: sent and never delivered: dropped by the server's policy, or
+  //   thrown away with a connection it closed. If the readout ran out of
+  //   time (flood_settled false), also what was still on its way.
+  std::uint64_t flood_delivered = 0;  // distinct flood messages read at the readout
   std::uint64_t flood_lost = 0;
   std::uint64_t flood_duplicated = 0;
   std::uint64_t flood_reordered = 0;
-  bool flood_settled = false;
+  bool flood_settled = false;  // the readout ended with nothing more to come, not by running out of time
+  std::uint64_t flood_held() const noexcept { return flood_delivered; }
 
   // fanin: messages delivered in the window per sender, and how evenly
   std::vector<std::uint64_t> per_sender_delivered;

@@ -196,7 +196,6 @@ bool Worker::setup() {
     return false;
   }
   result_.connections = conns_.size();
-  for (std::uint32_t d : plan_.deaf) conns_[clients_.at(d).recv_conn].deaf = true;
 
   const std::int64_t deadline =
       now_ns() + std::chrono::duration_cast<std::chrono::nanoseconds>(plan_.setup_timeout).count();
@@ -246,8 +245,10 @@ bool Worker::setup() {
 }
 
 void Worker::open_connection(std::uint32_t client, bool publisher) {
-  net::Fd fd =
-      net::connect_tcp(plan_.endpoint);  // blocking: one SYN in flight at a time, never a full backlog
+  // A deaf client's receiving connection (Redis: not its PUBLISH one).
+  const bool deaf = !publisher && std::find(plan_.deaf.begin(), plan_.deaf.end(), client) != plan_.deaf.end();
+  // Blocking: one SYN in flight at a time, never a full backlog.
+  net::Fd fd = net::connect_tcp(plan_.endpoint, deaf ? kDeafReceiverConnect : net::ConnectOptions{});
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     throw std::runtime_error(fmt::format("fcntl O_NONBLOCK: {}", errno_text(errno)));
@@ -263,6 +264,7 @@ void Worker::open_connection(std::uint32_t client, bool publisher) {
   c.fd = std::move(fd);
   c.client = client;
   c.publisher = publisher;
+  c.deaf = deaf;
   Client& cl = clients_[client];
   if (publisher) {
     cl.send_conn = index;
@@ -344,7 +346,14 @@ void Worker::loop(const Timeline& t) {
 void Worker::readout(const Timeline& t) {
   readout_ = true;
   for (std::uint32_t i = 0; i < conns_.size(); ++i) {
-    if (conns_[i].deaf && !conns_[i].closed) set_events(i);
+    Conn& c = conns_[i];
+    if (!c.deaf || c.closed) continue;
+    // The small buffer has done its work; with it the readout would crawl.
+    // If the kernel refuses, the readout is only slower (flood_settled
+    // tells if it ran out of time).
+    (void)::setsockopt(c.fd.get(), SOL_SOCKET, SO_RCVBUF, &kReadoutReceiveBuffer,
+                       sizeof kReadoutReceiveBuffer);
+    set_events(i);
   }
   const std::int64_t deadline = now_ns() + (t.drain_until - t.send_until);
   auto settled = [&] {

@@ -35,6 +35,31 @@ namespace sb::bench {
 
 std::int64_t now_ns() noexcept;  // steady_clock, nanoseconds since its epoch
 
+// How a deaf receiver connects. The server's write to a receiver that does
+// not read blocks once the kernel buffers on both ends are full, and with
+// loopback's defaults that takes megabytes: a flood that a blocking engine
+// passes at a fraction of its rate (its share among all senders) may not
+// fill them within a run on one machine and fill them at once on another,
+// so the stall would show or hide by machine speed. So the receiver asks
+// for little, before connect, since both go into its SYN:
+// - a 4 KiB receive buffer (Linux doubles it): its own share, which an
+//   ordinary socket's tcp_rmem default puts at 64 KiB of window and more;
+// - an Ethernet-sized MSS (1460): Linux sizes a TCP sender's buffer from
+//   its congestion window times the memory of one full-sized segment, from
+//   the handshake on, whatever the receiver's window. With loopback's
+//   64 KiB MSS that is about 4 MiB (tcp_wmem's maximum) even for a
+//   receiver that offers 4 KiB; with 1460, as for a receiver across a
+//   network, about 0.1-0.3 MiB.
+// Measured on Linux 6.18 with BBR (tests/bench/deaf_receiver_test.cpp): a
+// server can write about 0.2 MB to such a receiver before its write
+// blocks, against 4.2 MB to an ordinary one. Buffers the server keeps
+// itself (a reactor's queue, a writer's channel, up to --max-pending) are
+// its policy, and stay.
+inline constexpr net::ConnectOptions kDeafReceiverConnect{4096, 1460};
+// The receive buffer a deaf receiver reads with at the readout, so that
+// what the server kept for it comes out well within the readout time.
+inline constexpr int kReadoutReceiveBuffer = 1 << 20;
+
 struct StreamPlan {
   std::uint32_t from = 0;        // local client index of the sender
   std::uint32_t to = 0;          // local client index of the receiver

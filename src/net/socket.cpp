@@ -156,12 +156,22 @@ int socket_family(int fd) noexcept {
   return addr.ss_family;
 }
 
-Fd connect_tcp(const Endpoint& where) {
+Fd connect_tcp(const Endpoint& where, const ConnectOptions& options) {
   std::string failure;
   for (const SocketAddress& addr : resolve(where, /*passive=*/false)) {
     Fd fd{::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0)};
     if (!fd) {
       failure = "cannot create a socket: " + errno_text(errno);
+      continue;
+    }
+    if (options.receive_buffer > 0 && ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &options.receive_buffer,
+                                                   sizeof options.receive_buffer) != 0) {
+      failure = "cannot set SO_RCVBUF: " + errno_text(errno);
+      continue;
+    }
+    if (options.max_segment > 0 && ::setsockopt(fd.get(), IPPROTO_TCP, TCP_MAXSEG, &options.max_segment,
+                                                sizeof options.max_segment) != 0) {
+      failure = "cannot set TCP_MAXSEG: " + errno_text(errno);
       continue;
     }
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr.storage), addr.size) != 0) {

@@ -58,9 +58,18 @@ std::uint16_t local_port(int fd);
 // wrapper such as an Asio acceptor can be told which protocol it holds.
 int socket_family(int fd) noexcept;
 
+// Socket options that count only when set before connect(), because the
+// SYN announces them: a receive buffer set later no longer shrinks the
+// window scale and the window already offered, and the MSS is fixed by the
+// handshake. 0 leaves the kernel's choice.
+struct ConnectOptions {
+  int receive_buffer = 0;  // SO_RCVBUF in bytes (Linux doubles it for its bookkeeping)
+  int max_segment = 0;     // TCP_MAXSEG: the largest segment the peer may send us
+};
+
 // A blocking connected TCP socket (for the client commands), connected to
 // the first of the addresses that answers; throws StartupError.
-Fd connect_tcp(const Endpoint& where);
+Fd connect_tcp(const Endpoint& where, const ConnectOptions& options = {});
 // The same from "HOST:PORT" text (parse_endpoint, then connect_tcp): what
 // the client commands' --server address goes through.
 Fd connect_tcp(const std::string& address);

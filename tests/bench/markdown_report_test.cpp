@@ -3,12 +3,14 @@
 // the charts' data files and gnuplot scripts. No gnuplot is run here.
 #include "bench/markdown_report.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "bench/charts.hpp"
+#include "bench/report.hpp"
 
 namespace sb::bench {
 namespace {
@@ -126,19 +128,54 @@ TEST(Markdown, ThroughputAndLatencySections) {
       << ls;
 }
 
-TEST(Markdown, StallSectionShowsTheFractionAndTheFlood) {
-  RunResult s = ok_run("reactor", Scenario::stall);
+// A stall run whose flood was partly held, partly lost: 4,000 read at the
+// readout, 1,000 never.
+RunResult stall_run(std::string target) {
+  RunResult s = ok_run(std::move(target), Scenario::stall);
   s.baseline_msgs_per_s = 1000;
   s.msgs_per_s = 900;
   s.healthy_fraction = 0.9;
   s.flood_sent = 5000;
   s.flood_delivered = 4000;
   s.flood_lost = 1000;
+  s.flood_settled = true;
   s.deaf_closed = 1;
-  const std::string text = scenario_section(Scenario::stall, options(), {s});
+  return s;
+}
+
+TEST(Stall, HeldIsWhatArrivedAtTheReadoutAndHeldPlusLostIsSent) {
+  const RunResult s = stall_run("redis");
+  EXPECT_EQ(s.flood_held(), 4000u);
+  EXPECT_EQ(s.flood_held() + s.flood_lost, s.flood_sent);
+}
+
+TEST(Markdown, StallSectionShowsTheFractionAndTheFlood) {
+  RunResult cut = stall_run("nats");
+  cut.flood_settled = false;
+  const std::string text = scenario_section(Scenario::stall, options(), {stall_run("reactor"), cut});
+  EXPECT_TRUE(contains(text, "| flooder sent | flood held (delivered late) | flood lost |")) << text;
+  EXPECT_TRUE(contains(text, "\"held\" was delivered late")) << text;
+  EXPECT_TRUE(contains(text, "held + lost = sent")) << text;
+  EXPECT_TRUE(contains(text, "a 4 KiB receive buffer and a 1460-byte MSS")) << text;
   EXPECT_TRUE(
       contains(text, "| reactor | ok | 1,000 | 900 | 0.90 | 5,000 | 4,000 | 1,000 | yes | no | n/a |"))
       << text;
+  EXPECT_TRUE(
+      contains(text, "| nats | ok | 1,000 | 900 | 0.90 | 5,000 | 4,000 | 1,000 (readout ran out of time) |"))
+      << text;
+}
+
+TEST(Report, StallNotesAndJsonNameHeldAndLost) {
+  const std::vector<RunResult> results = {stall_run("redis")};
+  const std::string notes = format_notes(results);
+  EXPECT_TRUE(contains(notes, "4,000 held (delivered late, at the readout), 1,000 lost")) << notes;
+  const nlohmann::json j = to_json(options(), results, MachineFacts{}, {"switchboard", "bench"});
+  const auto& stall = j["runs"][0]["stall"];
+  EXPECT_EQ(stall["flood_sent"], 5000);
+  EXPECT_EQ(stall["flood_held"], 4000);
+  EXPECT_EQ(stall["flood_lost"], 1000);
+  EXPECT_TRUE(j["units"].contains("flood_held")) << j["units"].dump();
+  EXPECT_TRUE(j["units"].contains("flood_lost")) << j["units"].dump();
 }
 
 TEST(Markdown, VerificationTableGivesAVerdictPerRun) {
@@ -244,6 +281,70 @@ TEST(Charts, DataAndScriptsPerScenarioWithFailuresLeftOut) {
   EXPECT_TRUE(contains(charts[1].data, "\"reactor\" 4000 0.888889 500 1500\n")) << charts[1].data;
   EXPECT_TRUE(charts[1].left_out.empty());
   EXPECT_TRUE(build_charts(o, {failed_run("race", Scenario::latency, "x")}, "png").empty());
+}
+
+TEST(Charts, StallChartShowsTheFractionAndWhatBecameOfTheFlood) {
+  RunResult cut = stall_run("nats");
+  cut.flood_settled = false;
+  cut.flood_sent = 0;  // nothing sent: no share to draw, and no division by zero
+  cut.flood_delivered = 0;
+  cut.flood_lost = 0;
+  RunResult big = stall_run("redis");
+  big.flood_sent = 789632;
+  big.flood_delivered = 39419;
+  big.flood_lost = 750213;
+  const auto charts = build_charts(options(), {big, cut}, "pngcairo");
+  ASSERT_EQ(charts.size(), 1u);
+  const ChartSpec& c = charts[0];
+  EXPECT_EQ(c.name, "stall");
+  // fraction, baseline, stall rate, sent, held, lost, held %, lost %, labels.
+  EXPECT_TRUE(contains(c.data,
+                       "\"redis\" 0.9 1000 900 789632 39419 750213 4.99207 95.0079 \"held 39,419\" "
+                       "\"lost 750,213\"\n"))
+      << c.data;
+  EXPECT_TRUE(contains(c.data, "\"nats\" 0.9 1000 900 0 0 0 0 0 \"held 0\" \"lost 0 *\"\n")) << c.data;
+  EXPECT_TRUE(contains(c.script, "set multiplot layout 2,1")) << c.script;
+  EXPECT_TRUE(contains(c.script, "set style histogram rowstacked")) << c.script;
+  EXPECT_TRUE(contains(c.script, "using 8:xtic(1) title 'held (delivered late)'")) << c.script;
+  EXPECT_TRUE(contains(c.script, "using 9 title 'lost'")) << c.script;
+  EXPECT_TRUE(contains(c.script, "* the readout ran out of time")) << c.script;
+  EXPECT_TRUE(contains(c.caption, "held (delivered late, at the readout after the run) or lost"))
+      << c.caption;
+
+  // Every readout complete: no footnote.
+  const auto settled = build_charts(options(), {big}, "pngcairo");
+  ASSERT_EQ(settled.size(), 1u);
+  EXPECT_FALSE(contains(settled[0].script, "ran out of time")) << settled[0].script;
+}
+
+TEST(Charts, LatencyIsPointsOnALogAxisNotBars) {
+  RunResult a = ok_run("reactor", Scenario::latency);
+  RunResult b = ok_run("nats", Scenario::latency);
+  for (int i = 1; i <= 1000; ++i) {
+    a.latency.record(static_cast<std::uint64_t>(i) * 1000);  // 1..1000 us
+    b.latency.record(static_cast<std::uint64_t>(i) * 2000);
+  }
+  const auto charts = build_charts(options(), {a, b}, "pngcairo");
+  ASSERT_EQ(charts.size(), 1u);
+  const ChartSpec& c = charts[0];
+  EXPECT_EQ(c.name, "latency");
+  // One block per target, one line per point: x, name, microseconds (as
+  // the histogram keeps them, to within 1/512).
+  auto us = [](const RunResult& r, double q) {
+    return fmt::format("{:.6g}",
+                       static_cast<double>(q > 0 ? r.latency.percentile(q) : r.latency.max()) / 1e3);
+  };
+  EXPECT_TRUE(contains(c.data, "# reactor\n0 \"p50\" " + us(a, 50) + "\n1 \"p90\" " + us(a, 90) +
+                                   "\n2 \"p99\" " + us(a, 99) + "\n3 \"p99.9\" " + us(a, 99.9) +
+                                   "\n4 \"max\" " + us(a, 0) + "\n\n\n# nats\n0 \"p50\" " + us(b, 50) + "\n"))
+      << c.data;
+  EXPECT_NE(us(a, 50), us(b, 50));
+  EXPECT_TRUE(contains(c.script, "set logscale y")) << c.script;
+  EXPECT_FALSE(contains(c.script, ":xtic(")) << c.script;  // no bar per target
+  EXPECT_TRUE(contains(c.script, "'latency.dat' index 0 using 1:3 with linespoints")) << c.script;
+  EXPECT_TRUE(contains(c.script, "index 1 using 1:3 with linespoints")) << c.script;
+  EXPECT_TRUE(contains(c.script, "title \"nats\"")) << c.script;
+  EXPECT_TRUE(contains(c.caption, "not bars")) << c.caption;
 }
 
 }  // namespace

@@ -364,7 +364,9 @@ std::string render_report(const BenchOptions& o, const std::vector<RunResult>& r
        {"latency rate", fmt::format("{:g} msg/s", o.rate)},
        {"conns clients / probe pairs", fmt::format("{} / {}", o.conns, o.probe_pairs)},
        {"fanin senders", std::to_string(o.senders)},
-       {"server --max-pending", o.server.max_pending.empty() ? "server default" : o.server.max_pending},
+       {"server --max-pending",
+        o.server.max_pending.empty() ? fmt::format("server default (stall runs: {})", kStallMaxPending)
+                                     : o.server.max_pending},
        {"server --slow-consumer", o.server.slow_consumer.empty() ? "server default" : o.server.slow_consumer},
        {"server logs", o.log_dir}},
       "ll");

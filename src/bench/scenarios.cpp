@@ -158,6 +158,12 @@ class Run {
                                         connections, limit));
     }
     ServerFlags flags = o_.server;
+    // The deaf receiver's small buffers (kDeafReceiverConnect) make the
+    // kernel's part of the stall small; this makes the server's own part
+    // small too: a bounded queue (the reactor's --max-pending, a writer's
+    // channel in channel-per-writer) fills within a second on any machine,
+    // not after 8 MiB of a flood that gets a seventeenth of the engine.
+    if (scenario_ == Scenario::stall && flags.max_pending.empty()) flags.max_pending = kStallMaxPending;
     if (target_.kind == TargetKind::redis && connections + 32 > 10000) {
       flags.redis_maxclients = static_cast<std::uint32_t>(connections + 32);
     }

@@ -56,6 +56,9 @@ std::int64_t now_ns() noexcept;  // steady_clock, nanoseconds since its epoch
 // itself (a reactor's queue, a writer's channel, up to --max-pending) are
 // its policy, and stay.
 inline constexpr net::ConnectOptions kDeafReceiverConnect{4096, 1460};
+// The --max-pending the stall scenario gives the switchboard servers it
+// starts, unless --max-pending says otherwise (see scenarios.cpp).
+inline constexpr const char* kStallMaxPending = "256KiB";
 // The receive buffer a deaf receiver reads with at the readout, so that
 // what the server kept for it comes out well within the readout time.
 inline constexpr int kReadoutReceiveBuffer = 1 << 20;

@@ -82,6 +82,11 @@ int run(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
+  } catch (const CLI::RuntimeError& e) {
+    // `bench` runs in its subcommand's callback and ends with its own exit
+    // status this way (1 a run failed, 2 a bad flag, 3 a run lost messages),
+    // having said why.
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     // --help and --version are "errors" with code 0: CLI11 prints them.
     if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);

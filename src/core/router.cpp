@@ -172,25 +172,29 @@ ClientId Router::on_connect(std::uint64_t tag) {
   return id;
 }
 
-RouteResult Router::on_frame(ClientId from, const protocol::Frame& frame) {
+RouteResult Router::on_frame(ClientId from, protocol::FrameType type, ClientId to, const char* data,
+                             std::size_t size, bool v1_wire) {
   Client* s = find(from);
   assert(s != nullptr && "frames come from connected clients");
   ++s->frames_in;
-  s->bytes_in += frame.payload.size();
+  s->bytes_in += size;
+  const std::span<const char> payload{data, size};
   RouteResult result = RouteResult::dropped;
-  switch (frame.type) {
+  switch (type) {
     case protocol::FrameType::v1:
-      if (to_u32(frame.destination) == protocol::kServerId && protocol::is_hello(frame.payload)) {
-        result = on_hello(*s, frame.payload);
+      if (to_u32(to) == protocol::kServerId && protocol::is_hello(payload)) {
+        result = on_hello(*s, payload);
       } else {
-        result = route(*s, frame.destination, {frame.payload, true, frame.wire});
+        result =
+            route(*s, to,
+                  {payload, true, v1_wire ? std::span<const char>{data, size + 1} : std::span<const char>{}});
       }
       break;
     case protocol::FrameType::send:
-      result = route(*s, frame.destination, {frame.payload, false, {}});
+      result = route(*s, to, {payload, false, {}});
       break;
     case protocol::FrameType::ping:
-      result = on_ping(*s, frame.payload);
+      result = on_ping(*s, payload);
       break;
     default:
       assert(false && "the decoder yields only v1, SEND and PING frames");

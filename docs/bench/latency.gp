@@ -17,13 +17,19 @@ set ylabel 'one-way latency (microseconds, log scale)'
 set logscale y
 set format y '%g'
 set ytics (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000, 500000, 1000000)
-set key top left horizontal
-stats 'latency.dat' using 2 nooutput
-lo = STATS_min
-stats 'latency.dat' using 5 nooutput
-hi = STATS_max
-set yrange [(lo > 0 ? lo / 2 : 0.1):hi * 4]
-plot 'latency.dat' using 2:xtic(1) title 'p50' lc rgb '#4472c4', \
-     '' using 3 title 'p90' lc rgb '#70ad47', \
-     '' using 4 title 'p99' lc rgb '#ed7d31', \
-     '' using 5 title 'p99.9' lc rgb '#c00000'
+set xlabel 'percentile (max: the largest latency seen)'
+set xtics norotate ('p50' 0, 'p90' 1, 'p99' 2, 'p99.9' 3, 'max' 4)
+set xrange [-0.3:4.3]
+set grid xtics ytics lc rgb '#dddddd'
+set bmargin 4
+set key top left
+stats 'latency.dat' using 3 nooutput
+set yrange [(STATS_min > 0 ? STATS_min / 1.5 : 0.1):STATS_max * 1.5]
+plot 'latency.dat' index 0 using 1:3 with linespoints lw 2 pt 7 ps 1.2 title "reactor", \
+     'latency.dat' index 1 using 1:3 with linespoints lw 2 pt 5 ps 1.2 title "sharded", \
+     'latency.dat' index 2 using 1:3 with linespoints lw 2 pt 9 ps 1.2 title "mutex", \
+     'latency.dat' index 3 using 1:3 with linespoints lw 2 pt 13 ps 1.2 title "channels", \
+     'latency.dat' index 4 using 1:3 with linespoints lw 2 pt 11 ps 1.2 title "channel-per-writer", \
+     'latency.dat' index 5 using 1:3 with linespoints lw 2 pt 15 ps 1.2 title "race", \
+     'latency.dat' index 6 using 1:3 with linespoints lw 2 pt 4 ps 1.2 title "nats", \
+     'latency.dat' index 7 using 1:3 with linespoints lw 2 pt 6 ps 1.2 title "redis"

@@ -59,8 +59,9 @@ void store_u32(char* at, std::uint32_t v) noexcept {
 }
 
 void put_u32(std::vector<char>& out, std::uint32_t v) {
-  const auto b = protocol::encode_be32(v);
-  out.insert(out.end(), b.begin(), b.end());
+  const std::size_t at = out.size();
+  out.resize(at + 4);
+  store_u32(out.data() + at, v);
 }
 
 bool valid_token(std::string_view t) noexcept {

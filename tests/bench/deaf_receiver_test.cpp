@@ -5,11 +5,10 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 
-#include <chrono>
 #include <string>
-#include <thread>
 
 #include "bench/worker.hpp"
 #include "net/socket.hpp"
@@ -40,16 +39,16 @@ Fill fill(const net::ConnectOptions& options) {
 
   const std::string message(65, 'm');
   constexpr std::size_t kEnough = std::size_t{64} << 20;  // no kernel buffers this much for one socket
-  auto last_progress = std::chrono::steady_clock::now();
-  while (f.written < kEnough &&
-         std::chrono::steady_clock::now() - last_progress < std::chrono::milliseconds{200}) {
-    const ssize_t n = ::send(server.get(), message.data(), message.size(), MSG_NOSIGNAL);
+  // Write until the socket stays unwritable for 200 ms: the kernel buffers
+  // on both ends are full (poll waits for room, no fixed sleeps).
+  while (f.written < kEnough) {
+    const ssize_t n = ::send(server.get(), message.data(), message.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       f.written += static_cast<std::size_t>(n);
-      last_progress = std::chrono::steady_clock::now();
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+      continue;
     }
+    pollfd p{server.get(), POLLOUT, 0};
+    if (::poll(&p, 1, 200) <= 0) break;
   }
   return f;
 }

@@ -5,6 +5,7 @@
 #include <cassert>
 #include <cstring>
 #include <limits>
+#include <utility>
 
 #include "protocol/v2.hpp"
 #include "protocol/wire.hpp"
@@ -102,6 +103,7 @@ struct Router::Client {
 
 struct Router::Peer {
   std::vector<char> out;       // this turn's batch
+  std::size_t frames = 0;      // client frames in `out`
   std::size_t last_batch = 0;  // the size of the last one handed over: the next one's first reservation
   bool dirty = false;          // listed in dirty_peers_
   bool reachable = false;
@@ -699,6 +701,7 @@ void Router::remove_peer(std::uint32_t place) {
   pr->blocked = false;
   stats_.discarded_bytes += pr->out.size();
   pr->out.clear();
+  pr->frames = 0;
   // Senders waiting for its transport resume (their frames become no_route);
   // senders its clients paused resume; its clients stop being waiters here.
   std::vector<ClientId> waiters;
@@ -716,11 +719,12 @@ void Router::remove_peer(std::uint32_t place) {
   }
 }
 
-std::vector<char> Router::take_peer_batch(std::uint32_t place) {
+std::vector<char> Router::take_peer_batch(std::uint32_t place, std::size_t& frames) {
   std::vector<char> batch;
   Peer* pr = peer(place);
   if (pr == nullptr) return batch;
   batch.swap(pr->out);
+  frames = std::exchange(pr->frames, 0);
   pr->last_batch = batch.size();
   pr->dirty = false;
   if (!pr->reachable) batch.clear();  // left with nobody to hand it to: counted in remove_peer
@@ -771,6 +775,7 @@ RouteResult Router::forward(Client& from, ClientId to, const Payload& p) {
   out.insert(out.end(), header.begin(), header.end());
   const std::span<const char> body = with_nul ? p.v1_wire : p.bytes;
   out.insert(out.end(), body.begin(), body.end());
+  ++pr->frames;
   ++stats_.frames_forwarded;
   return RouteResult::forwarded;
 }

@@ -26,7 +26,8 @@ Loop::Loop(std::chrono::milliseconds max_wait)
     : max_wait_{max_wait},
       owner_{std::this_thread::get_id()},
       epoll_{::epoll_create1(EPOLL_CLOEXEC)},
-      wakeup_fd_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)} {
+      wakeup_fd_{::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)},
+      events_{std::make_unique<epoll_event[]>(kMaxEvents)} {
   if (!epoll_ || !wakeup_fd_) {
     throw StartupError(std::string("cannot set up the event loop: ") + std::strerror(errno));
   }
@@ -98,32 +99,36 @@ std::size_t Loop::size() const noexcept {
 
 bool Loop::run() {
   assert_owner();
-  std::array<epoll_event, kMaxEvents> events{};
-  const int max_wait = static_cast<int>(max_wait_.count());
   while (!stop_.load()) {
-    // The events of the last wait are all dispatched: a slot removed since
-    // can no longer be named by a stale event.
-    free_.insert(free_.end(), retired_.begin(), retired_.end());
-    retired_.clear();
-
-    sleeping_.store(true);
-    const int timeout = has_posted_.load() || stop_.load() ? 0 : max_wait;
-    int n = ::epoll_wait(epoll_.get(), events.data(), kMaxEvents, timeout);
-    sleeping_.store(false);
-    if (n < 0) {
-      if (errno != EINTR) return false;
-      n = 0;
-    }
-    if (turn_start_) turn_start_();
-    dispatch(events.data(), n);
-    // Posted work and the end-of-turn hook can each leave work for the
-    // other (a posted function dirties a client, a flush resumes a sender
-    // that posts): go round until neither does.
-    do {
-      run_posted();
-      if (end_of_turn_) end_of_turn_();
-    } while (has_posted_.load());
+    if (!run_turn()) return false;
   }
+  return true;
+}
+
+bool Loop::run_turn() {
+  assert_owner();
+  // The events of the last wait are all dispatched: a slot removed since
+  // can no longer be named by a stale event.
+  free_.insert(free_.end(), retired_.begin(), retired_.end());
+  retired_.clear();
+
+  sleeping_.store(true);
+  const int timeout = has_posted_.load() || stop_.load() ? 0 : static_cast<int>(max_wait_.count());
+  int n = ::epoll_wait(epoll_.get(), events_.get(), kMaxEvents, timeout);
+  sleeping_.store(false);
+  if (n < 0) {
+    if (errno != EINTR) return false;
+    n = 0;
+  }
+  if (turn_start_) turn_start_();
+  dispatch(events_.get(), n);
+  // Posted work and the end-of-turn hook can each leave work for the
+  // other (a posted function dirties a client, a flush resumes a sender
+  // that posts): go round until neither does.
+  do {
+    run_posted();
+    if (end_of_turn_) end_of_turn_();
+  } while (has_posted_.load());
   return true;
 }
 

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -99,6 +100,9 @@ class Loop {
   // Runs turns until request_stop(). Returns after the turn that saw it.
   // Returns false if epoll_wait failed (errno tells why).
   bool run();
+  // Runs one turn (waiting at most max_wait), for a caller that waits for
+  // something before it serves (the cluster's subscription at start-up).
+  bool run_turn();
 
   // Any thread: runs `fn` on the loop's thread during its next turn.
   void post(std::function<void()> fn);
@@ -131,6 +135,7 @@ class Loop {
   std::thread::id owner_;
   Fd epoll_;
   Fd wakeup_fd_;
+  std::unique_ptr<::epoll_event[]> events_;  // what one wait returns
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_;     // slots to reuse
   std::vector<std::uint32_t> retired_;  // removed this turn: reusable after the next wait

@@ -5,11 +5,12 @@
 #
 # Usage: scripts/install-deps.sh [run|test|bench]
 #   run    building and running the server: compiler, CMake, Ninja, Boost,
-#          CLI11, spdlog, fmt, nlohmann-json, libsystemd (scripts/run.sh)
+#          CLI11, spdlog, fmt, nlohmann-json, libsystemd, hiredis (--cluster)
+#          (scripts/run.sh)
 #   test   run + GoogleTest, Google Benchmark, clang (fuzzing, sanitizers,
 #          clang-format, clang-tidy), python3 (e2e client), redis-server,
-#          nats-server and prometheus (peers of the bench's and metrics'
-#          tests) (scripts/test.sh, .ci/run)
+#          nats-server and prometheus (peers of the bench's, the cluster's
+#          and the metrics' tests) (scripts/test.sh, .ci/run)
 #   bench  test + gnuplot (charts) (scripts/bench.sh)
 # Without an argument: $SWITCHBOARD_DEPS_PROFILE, else `test` (what
 # scripts/build.sh needs for any preset).
@@ -25,10 +26,10 @@ profile=${1:-${SWITCHBOARD_DEPS_PROFILE:-test}}
 run_packages=(
   cmake ninja-build g++ pkg-config git
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libboost1.81-dev libsystemd-dev
+  libboost1.81-dev libsystemd-dev libhiredis-dev
 )
 test_packages=(
-  libgtest-dev libgmock-dev libbenchmark-dev libhiredis-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev clang-format clang-tidy
   python3 procps dpkg-dev
   redis-server nats-server prometheus

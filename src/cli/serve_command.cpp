@@ -11,6 +11,7 @@
 #include "cli/memory.hpp"
 #include "cli/service.hpp"
 #include "cli/units.hpp"
+#include "cluster/cluster.hpp"
 #include "core/config.hpp"
 #include "engines/engine.hpp"
 #include "engines/engine_names.hpp"
@@ -159,6 +160,24 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
   cmd->add_option("--metrics", f.metrics,
                   "Serve /metrics (Prometheus), /healthz and (reactor) /clients over HTTP on HOST:PORT")
       ->check(address_validator());
+  cmd->add_option("--cluster", f.cluster,
+                  "Join the cluster of nodes sharing IDs through Redis at redis://HOST:PORT[/NAME] "
+                  "(reactor engine; docs/CLUSTER.md)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              (void)cluster::parse_cluster_url(text);
+              return {};
+            } catch (const std::invalid_argument& e) {
+              return e.what();
+            }
+          },
+          "URL"));
+  cmd->add_option("--cluster-lease", f.cluster_lease,
+                  "How long a node's number outlives its last refresh: a node killed without a word is "
+                  "no_route after about this long")
+      ->check(duration_validator(milliseconds{500}, milliseconds{60'000}))
+      ->capture_default_str();
   cmd->add_option("--log-format", f.log_format, "text, or json (one object per line)")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
@@ -166,6 +185,9 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
 }
 
 std::string check_serve_flags(const ServeFlags& f) {
+  if (!f.cluster.empty() && f.engine != "reactor") {
+    return "--cluster: the " + f.engine + " engine cannot join a cluster (use --engine reactor)";
+  }
   if (!f.auth_token_file.empty() && !supports_auth(f.engine)) {
     return "--auth-token-file: the " + f.engine +
            " engine does not implement authentication (use --engine reactor, sharded or race)";
@@ -212,17 +234,33 @@ int serve(const ServeFlags& f) {
   // gives them as fields).
   spdlog::info(
       "config: engine={} listen={} max-frame={} max-pending={} max-pending-total={} ({}) slow-consumer={} "
-      "stall-timeout={} drain-timeout={} max-conns={} threads={} auth={}{}",
+      "stall-timeout={} drain-timeout={} max-conns={} threads={} auth={}{} cluster={}",
       f.engine, options.listen.to_string(), options.max_frame, options.router.max_pending,
       options.router.max_pending_total, total_note, f.slow_consumer, f.stall_timeout, f.drain_timeout,
       f.max_conns == 0 ? std::string("auto") : std::to_string(f.max_conns),
       f.threads == 0 ? std::string("auto") : std::to_string(f.threads),
       f.auth_token_file.empty() ? "off" : "on",
-      f.auth_token_file.empty() ? std::string() : " auth-timeout=" + f.auth_timeout);
+      f.auth_token_file.empty() ? std::string() : " auth-timeout=" + f.auth_timeout,
+      f.cluster.empty() ? std::string("off") : f.cluster + " cluster-lease=" + f.cluster_lease);
+
+  if (!f.cluster.empty()) {
+    cluster::ClusterOptions cluster = cluster::parse_cluster_url(f.cluster);  // validated already
+    cluster.lease = duration_of(f.cluster_lease);
+    options.cluster = cluster::acquire_lease(cluster);  // one line and exit 1 if Redis is not there
+    spdlog::info("cluster: node {} of '{}' at {}", options.cluster->node, cluster.name, cluster.url);
+  }
 
   auto engine = engines::make_engine(f.engine, options);
   if (!engine) throw net::StartupError("unknown engine '" + f.engine + "'");  // IsMember rules this out
-  const int code = engine->run();
+  int code = 0;
+  try {
+    code = engine->run();
+  } catch (...) {
+    // Not started (address in use, ...): give the number back now rather
+    // than let it lapse. Once serving, the engine gives it back itself.
+    if (options.cluster) (void)cluster::release_lease(*options.cluster);
+    throw;
+  }
   spdlog::info("stats: {}", engine->stats().summary());
   return code;
 }

@@ -26,6 +26,8 @@ struct ServeFlags {
   std::string log_level = "info";
   std::string log_format = "text";
   std::string metrics;  // --metrics HOST:PORT; empty: none
+  std::string cluster;  // --cluster redis://HOST:PORT[/NAME]; empty: a node alone
+  std::string cluster_lease = "5s";
 };
 
 // The bounds the validators enforce, so that no value wraps where it is used

@@ -81,6 +81,18 @@ namespace sb::core {
     "Frames handed to another shard or node for its client (routed there)")                                     \
   X(peer_errors, counter, "peer_errors", "switchboard_peer_errors_total", "",                                     \
     "Malformed messages from another shard or node, skipped")                                                     \
+  X(cluster_published, counter, "cluster_published", "switchboard_cluster_messages_total",                      \
+    "direction=\"published\"", "Batches of frames exchanged with other nodes through Redis (--cluster)")        \
+  X(cluster_received, counter, "cluster_received", "switchboard_cluster_messages_total",                         \
+    "direction=\"received\"", "Batches of frames exchanged with other nodes through Redis (--cluster)")         \
+  X(cluster_lost_unreachable, counter, "cluster_lost_unreachable", "switchboard_cluster_frames_lost_total",      \
+    "reason=\"redis_unreachable\"", "Frames for another node lost between nodes, by reason (--cluster)")        \
+  X(cluster_lost_subscriber, counter, "cluster_lost_subscriber", "switchboard_cluster_frames_lost_total",        \
+    "reason=\"subscriber_dropped\"", "Frames for another node lost between nodes, by reason (--cluster)")       \
+  X(cluster_lost_node_gone, counter, "cluster_lost_node_gone", "switchboard_cluster_frames_lost_total",          \
+    "reason=\"node_gone\"", "Frames for another node lost between nodes, by reason (--cluster)")                \
+  X(cluster_reconnects, counter, "cluster_reconnects", "switchboard_cluster_reconnects_total", "",                \
+    "Connections to Redis made again after one was lost (--cluster)")                                           \
   X(live_clients, gauge, "live", "switchboard_clients", "", "Clients connected now")                             \
   X(pending_bytes, gauge, "pending_bytes", "switchboard_pending_bytes", "",                                       \
     "Outbound bytes queued now, all destinations")                                                               \

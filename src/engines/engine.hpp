@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "cluster/cluster.hpp"
 #include "core/config.hpp"
 #include "core/stats.hpp"
 #include "net/socket.hpp"
@@ -33,6 +34,10 @@ struct ServerOptions {
   // reactor /clients too (docs/OPERATIONS.md). The reactor serves them from
   // its loop; make_engine gives the others a thread of their own for them.
   std::optional<net::Endpoint> metrics;
+  // --cluster: this node's lease, taken by `serve` before the engine starts
+  // (its number goes into every ID). The reactor joins the cluster with it
+  // and gives it back when it stops; the other engines refuse it.
+  std::optional<cluster::Lease> cluster;
   // Called once, from run(), when the listener is bound (port 0 resolved)
   // and before any connection is accepted. Signals are already handled by
   // then, and every thread the engine needs already runs.

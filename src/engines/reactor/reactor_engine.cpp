@@ -20,6 +20,7 @@
 #include <sstream>
 #include <variant>
 
+#include "cluster/redis_transport.hpp"
 #include "core/metrics.hpp"
 #include "engines/common/router_upkeep.hpp"
 #include "engines/common/token_file.hpp"
@@ -56,6 +57,10 @@ core::RouterConfig router_config(const ServerOptions& options, const ShardLink* 
   if (shard != nullptr) {
     config.counter_bits = 32 - shard_bits(shard->set->count);
     config.place = shard->index;
+  } else if (options.cluster) {
+    // A node's IDs carry its number (docs/CLUSTER.md).
+    config.counter_bits = cluster::kCounterBits;
+    config.place = options.cluster->node;
   }
   return config;
 }
@@ -160,6 +165,7 @@ void ReactorEngine::setup() {
   }
   loop_ = std::make_unique<net::Loop>(kTick);
   if (options_.router.auth_required) load_tokens(true);
+  if (options_.cluster) start_cluster();
   listener_ = net::listen_tcp(options_.listen);
 
   // The listener and the signals come first in every turn: new clients are
@@ -195,6 +201,7 @@ void ReactorEngine::load_tokens(bool at_start) {
 
 void ReactorEngine::serve() {
   if (!loop_->run()) spdlog::error("{}: epoll_wait failed: {}; stopping", name_, std::strerror(errno));
+  leave_cluster();
   const std::size_t abandoned = router_.stats().pending_bytes;
   if (abandoned > 0) spdlog::warn("{}: drain timeout: {} queued bytes were not delivered", name_, abandoned);
   for (auto& c : conns_) {
@@ -207,6 +214,7 @@ void ReactorEngine::serve() {
 void ReactorEngine::on_turn_start() {
   turn_start_ = now();
   router_.on_tick(turn_start_);
+  if (cluster_) cluster_->on_tick(turn_start_);
   if (metrics_) metrics_->on_tick();
 }
 
@@ -226,7 +234,7 @@ void ReactorEngine::start_metrics() {
 }
 
 std::string ReactorEngine::metrics_text() const {
-  return core::prometheus_text(router_.stats(), responder_metrics(metrics_->counts()));
+  return core::prometheus_text(totals(), responder_metrics(metrics_->counts()));
 }
 
 std::string ReactorEngine::clients_json() const {
@@ -240,11 +248,17 @@ std::string ReactorEngine::clients_json() const {
 void ReactorEngine::on_end_of_turn() {
   finish_turn();
   if (shard_ != nullptr) exchange_with_peers();
+  if (cluster_) {
+    router_.flush_peers([this](std::uint32_t node, std::vector<char> batch, std::size_t frames) {
+      cluster_->send(node, std::move(batch), frames);
+    });
+  }
   if (turn_start_ >= next_trim_) {
     next_trim_ = now() + kTrimInterval;
     give_memory_back(read_pool_, router_);
   }
-  if (draining_ && (router_.stats().pending_bytes == 0 || now() >= drain_deadline_)) loop_->request_stop();
+  const bool drained = router_.stats().pending_bytes == 0 && (!cluster_ || cluster_->idle());
+  if (draining_ && (drained || now() >= drain_deadline_)) loop_->request_stop();
 }
 
 // Each readable socket's share of the turn's read budget.
@@ -270,7 +284,7 @@ void ReactorEngine::on_signal() {
   signalfd_siginfo info{};
   while (::read(signals_.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
     if (info.ssi_signo == SIGUSR1) {
-      net::log_always("stats: " + router_.stats().summary());
+      net::log_always("stats: " + totals().summary());
       continue;
     }
     if (info.ssi_signo == SIGHUP) {
@@ -307,6 +321,57 @@ void ReactorEngine::begin_drain() {
 
 void ReactorEngine::stop_now() {
   loop_->request_stop();
+}
+
+// ---- Cluster: batches to and from the other nodes (--cluster) ----
+
+// Joins before serving: the listening line comes only once this node hears
+// its channel, so no client of it can be named to another node before
+// frames for it can arrive.
+void ReactorEngine::start_cluster() {
+  const cluster::Lease& lease = *options_.cluster;
+  cluster::TransportEvents& events = *this;
+  cluster_ = std::make_unique<cluster::RedisTransport>(*loop_, lease, events);
+  constexpr auto kJoinTimeout = std::chrono::seconds{5};
+  const core::Time deadline = now() + kJoinTimeout;
+  while (!cluster_->ready()) {
+    if (now() >= deadline) {
+      cluster_->leave();
+      throw net::StartupError("--cluster: no subscription at Redis " + lease.options.url + " within 5 s");
+    }
+    if (!loop_->run_turn()) throw net::StartupError(std::string("epoll_wait failed: ") + std::strerror(errno));
+  }
+  spdlog::info("{}: node {} of cluster '{}' at {} (lease {} ms)", name_, lease.node, lease.options.name,
+               lease.options.url, lease.options.lease.count());
+}
+
+void ReactorEngine::leave_cluster() {
+  if (!cluster_) return;
+  cluster_->leave();
+  cluster_stats_ = cluster_->stats();
+  cluster_.reset();
+}
+
+void ReactorEngine::on_batch(std::span<const char> batch) {
+  router_.on_peer_batch(batch);
+}
+
+void ReactorEngine::on_node(std::uint32_t node, bool up) {
+  if (up) {
+    router_.add_peer(node);
+  } else {
+    router_.remove_peer(node);
+  }
+}
+
+void ReactorEngine::on_blocked(bool blocked) {
+  for (std::uint32_t node = 0; node < cluster::kMaxNodes; ++node) router_.set_peer_blocked(node, blocked);
+}
+
+core::Stats ReactorEngine::totals() const {
+  core::Stats s = router_.stats();
+  s += cluster_ ? cluster_->stats() : cluster_stats_;
+  return s;
 }
 
 // ---- Shards: batches to and from the other shards (sharded engine) ----
@@ -353,7 +418,7 @@ bool ReactorEngine::receive_from_peers() {
 void ReactorEngine::publish_to_peers() {
   ShardSet& set = *shard_->set;
   router_.flush_peers(
-      [this](std::uint32_t place, std::vector<char> batch) { pending_[place].push_back(std::move(batch)); });
+      [this](std::uint32_t place, std::vector<char> batch, std::size_t) { pending_[place].push_back(std::move(batch)); });
   for (unsigned to = 0; to < set.count; ++to) {
     if (pending_[to].empty()) continue;
     ShardRing& ring = set.ring(shard_->index, to);

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/transport.hpp"
 #include "core/router.hpp"
 #include "engines/engine.hpp"
 #include "engines/reactor/shard_set.hpp"
@@ -36,7 +37,7 @@
 
 namespace sb::engines::reactor {
 
-class ReactorEngine final : public Engine {
+class ReactorEngine final : public Engine, private cluster::TransportEvents {
  public:
   // With `shard`, one shard of the sharded engine (sharded_engine.hpp):
   // its IDs carry the shard's index, it exchanges batches with the other
@@ -46,7 +47,7 @@ class ReactorEngine final : public Engine {
   ~ReactorEngine() override;
 
   int run() override;
-  core::Stats stats() const override { return router_.stats(); }
+  core::Stats stats() const override { return totals(); }
 
   // ---- Shard mode, for the sharded engine ----
   // On the shard's thread: builds its loop, calls `started` once it accepts
@@ -63,6 +64,14 @@ class ReactorEngine final : public Engine {
 
  private:
   struct Connection;
+
+  // --cluster (docs/CLUSTER.md): the transport to the other nodes.
+  void start_cluster();
+  void leave_cluster();
+  void on_batch(std::span<const char> batch) override;
+  void on_node(std::uint32_t node, bool up) override;
+  void on_blocked(bool blocked) override;
+  core::Stats totals() const;
 
   void setup_shard();
   void exchange_with_peers();
@@ -111,6 +120,8 @@ class ReactorEngine final : public Engine {
   std::vector<int> closing_;                        // fds to destroy after the batch
   std::vector<core::Action> actions_;               // scratch for carry_out_actions()
   std::vector<std::deque<std::vector<char>>> pending_;  // shard mode: batches waiting for room in a ring
+  std::unique_ptr<cluster::Transport> cluster_;  // --cluster; on loop_
+  core::Stats cluster_stats_;                     // its counters, once it is gone
   bool draining_ = false;
   core::Time turn_start_{};
   core::Time drain_deadline_{};

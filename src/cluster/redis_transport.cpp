@@ -1,0 +1,507 @@
+#include "cluster/redis_transport.hpp"
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "protocol/wire.hpp"
+
+namespace sb::cluster {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint8_t kStreamVersion = 1;
+constexpr std::size_t kStreamHeader = 1 + 4 + 8 + 8 + 4;
+// Bytes published and not yet answered before senders to other nodes pause
+// (and half of it before they resume): what Redis and the connection hold
+// for this node at most, so that a slow Redis costs bounded memory here.
+constexpr std::size_t kPublishWindow = std::size_t{8} << 20;
+constexpr core::Time kFirstBackoff = 100ms;
+constexpr core::Time kMaxBackoff = 2s;
+// hiredis reads 16 KiB per call; a readable event reads at most this many
+// times as much before the loop goes on to other sockets.
+constexpr int kReadsPerEvent = 16;
+
+void put_u64(char* at, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    at[i] = static_cast<char>(v & 0xFF);
+    v >>= 8;
+  }
+}
+
+std::uint64_t get_u64(const char* at) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(at[i]);
+  return v;
+}
+
+void put_u32(char* at, std::uint32_t v) {
+  const auto b = protocol::encode_be32(v);
+  std::memcpy(at, b.data(), b.size());
+}
+
+// RESP bulk string header: "$<n>\r\n".
+void append_bulk_header(std::string& out, std::size_t n) {
+  out += '$';
+  out += std::to_string(n);
+  out += "\r\n";
+}
+
+}  // namespace
+
+// One hiredis async connection, watched by the node's loop: hiredis' event
+// hooks (addRead, delWrite, ...) become epoll interest on the loop, and the
+// loop's events call hiredis' read and write handlers. hiredis frees its
+// context itself when the connection fails or closes; `cleanup` tells us,
+// and the Connection object stays for the next attempt.
+class RedisTransport::Connection final : public net::Handler {
+ public:
+  using Callback = void (*)(const redisAsyncContext*, int);
+
+  Connection(net::Loop& loop, RedisTransport& owner) : loop_{loop}, owner_{owner} {}
+  ~Connection() { close(); }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Starts connecting; false if hiredis could not even start (`why`).
+  bool open(const ClusterOptions& o, Callback on_connect, Callback on_disconnect, std::string& why) {
+    redisAsyncContext* ac = redisAsyncConnect(o.host.c_str(), o.port);
+    if (ac == nullptr) {
+      why = "out of memory";
+      return false;
+    }
+    if (ac->err != 0) {
+      why = ac->errstr;
+      redisAsyncFree(ac);
+      return false;
+    }
+    ctx_ = ac;
+    ac->data = &owner_;
+    ac->ev.data = this;
+    ac->ev.addRead = [](void* p) { static_cast<Connection*>(p)->want(EPOLLIN, true); };
+    ac->ev.delRead = [](void* p) { static_cast<Connection*>(p)->want(EPOLLIN, false); };
+    ac->ev.addWrite = [](void* p) { static_cast<Connection*>(p)->want(EPOLLOUT, true); };
+    ac->ev.delWrite = [](void* p) { static_cast<Connection*>(p)->want(EPOLLOUT, false); };
+    ac->ev.cleanup = [](void* p) { static_cast<Connection*>(p)->forget(); };
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    return true;
+  }
+
+  // Frees the context: replies still awaited are called with nullptr.
+  void close() {
+    if (ctx_ != nullptr) redisAsyncFree(ctx_);
+  }
+
+  redisAsyncContext* context() const noexcept { return ctx_; }
+  bool open() const noexcept { return ctx_ != nullptr; }
+
+  void on_event(std::uint32_t events) override {
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0) {
+      for (int i = 0; i < kReadsPerEvent && ctx_ != nullptr; ++i) {
+        redisAsyncHandleRead(ctx_);
+        int waiting = 0;
+        if (ctx_ == nullptr || ::ioctl(ctx_->c.fd, FIONREAD, &waiting) != 0 || waiting <= 0) break;
+      }
+    }
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 && ctx_ != nullptr) redisAsyncHandleWrite(ctx_);
+  }
+
+ private:
+  void want(std::uint32_t bit, bool on) {
+    const std::uint32_t next = on ? (interest_ | bit) : (interest_ & ~bit);
+    if (next == interest_ && token_ != net::Token::none) return;
+    interest_ = next;
+    if (token_ == net::Token::none) {
+      token_ = loop_.add(ctx_->c.fd, interest_, this);
+      if (token_ == net::Token::none) spdlog::error("cluster: cannot watch the Redis connection: {}", std::strerror(errno));
+    } else {
+      (void)loop_.modify(token_, interest_);
+    }
+  }
+  void forget() {
+    if (token_ != net::Token::none) loop_.remove(token_);
+    token_ = net::Token::none;
+    interest_ = 0;
+    ctx_ = nullptr;
+  }
+
+  net::Loop& loop_;
+  RedisTransport& owner_;
+  redisAsyncContext* ctx_ = nullptr;
+  net::Token token_ = net::Token::none;
+  std::uint32_t interest_ = 0;
+};
+
+namespace {
+
+RedisTransport& owner_of(const redisAsyncContext* ac) {
+  return *static_cast<RedisTransport*>(ac->data);
+}
+
+}  // namespace
+
+RedisTransport::RedisTransport(net::Loop& loop, Lease lease, TransportEvents& events)
+    : loop_{loop},
+      lease_{std::move(lease)},
+      events_{events},
+      channel_{node_channel(lease_.options.name, lease_.node)},
+      pub_{std::make_unique<Connection>(loop, *this)},
+      sub_{std::make_unique<Connection>(loop, *this)} {
+  keys_.reserve(kMaxNodes);
+  for (std::uint32_t n = 0; n < kMaxNodes; ++n) keys_.push_back(lease_key(lease_.options.name, n));
+  // Stream numbers unlike any earlier process' (the lease value is random).
+  next_stream_ = std::hash<std::string>{}(lease_.value) << 16;
+  for (std::uint32_t n = 0; n < kMaxNodes; ++n) {
+    if (n < lease_.members.size()) set_member(n, lease_.members[n]);
+  }
+  pub_backoff_ = kFirstBackoff;
+  sub_backoff_ = kFirstBackoff;
+  connect_pub();
+  connect_sub();
+}
+
+RedisTransport::~RedisTransport() {
+  leaving_ = true;
+  pub_.reset();  // replies still awaited are called now, while the rest is intact
+  sub_.reset();
+}
+
+// ---- Connections ----
+
+void RedisTransport::connect_pub() {
+  std::string why;
+  const bool started = pub_->open(
+      lease_.options,
+      [](const redisAsyncContext* ac, int status) {
+        if (status == REDIS_OK) {
+          owner_of(ac).on_pub_up();
+        } else {
+          owner_of(ac).on_pub_down(true, ac->errstr);
+        }
+      },
+      [](const redisAsyncContext* ac, int status) { owner_of(ac).on_pub_down(status != REDIS_OK, ac->errstr); },
+      why);
+  if (!started) on_pub_down(true, why.c_str());
+}
+
+void RedisTransport::connect_sub() {
+  std::string why;
+  const bool started = sub_->open(
+      lease_.options,
+      [](const redisAsyncContext* ac, int status) {
+        if (status == REDIS_OK) {
+          owner_of(ac).on_sub_up();
+        } else {
+          owner_of(ac).on_sub_down(true, ac->errstr);
+        }
+      },
+      [](const redisAsyncContext* ac, int status) { owner_of(ac).on_sub_down(status != REDIS_OK, ac->errstr); },
+      why);
+  if (!started) on_sub_down(true, why.c_str());
+}
+
+void RedisTransport::on_pub_up() {
+  pub_ready_ = true;
+  pub_backoff_ = kFirstBackoff;
+  // A new connection: a new stream to every node (what was in flight on
+  // the old one was counted as lost when it broke).
+  for (std::uint32_t n = 0; n < kMaxNodes; ++n) new_stream(n);
+  if (pub_was_up_) {
+    ++stats_.cluster_reconnects;
+    spdlog::info("cluster: node {}: connected to Redis at {} again", lease_.node, lease_.options.url);
+  }
+  pub_was_up_ = true;
+  next_poll_ = core::Time{};  // refresh the lease and read the members now
+  poll(now_);
+}
+
+void RedisTransport::on_pub_down(bool error, const char* why) {
+  pub_ready_ = false;
+  if (leaving_) return;
+  std::uint64_t suppressed = 0;
+  if (error && link_log_.allow(suppressed)) {
+    spdlog::warn("cluster: node {}: lost Redis at {} ({}); serving local clients, frames for other nodes "
+                 "are lost until it is back ({} lines suppressed)",
+                 lease_.node, lease_.options.url, why != nullptr ? why : "closed", suppressed);
+  }
+  pub_retry_at_ = now_ + pub_backoff_;
+  pub_backoff_ = std::min(pub_backoff_ * 2, kMaxBackoff);
+}
+
+void RedisTransport::on_sub_up() {
+  sub_backoff_ = kFirstBackoff;
+  if (sub_was_up_) ++stats_.cluster_reconnects;
+  sub_was_up_ = true;
+  const std::string members = members_channel(lease_.options.name);
+  const char* argv[] = {"SUBSCRIBE", channel_.c_str(), members.c_str()};
+  const std::size_t lens[] = {9, channel_.size(), members.size()};
+  redisAsyncCommandArgv(
+      sub_->context(),
+      [](redisAsyncContext* ac, void* reply, void*) { owner_of(ac).on_message(static_cast<redisReply*>(reply)); },
+      nullptr, 3, argv, lens);
+  // Whoever joined while this node could not hear it: read the members.
+  next_poll_ = core::Time{};
+}
+
+void RedisTransport::on_sub_down(bool error, const char* why) {
+  subscribed_ = false;
+  if (leaving_) return;
+  std::uint64_t suppressed = 0;
+  if (error && link_log_.allow(suppressed)) {
+    spdlog::warn("cluster: node {}: subscription to {} lost ({}); resubscribing ({} lines suppressed)",
+                 lease_.node, channel_, why != nullptr ? why : "closed", suppressed);
+  }
+  sub_retry_at_ = now_ + sub_backoff_;
+  sub_backoff_ = std::min(sub_backoff_ * 2, kMaxBackoff);
+}
+
+void RedisTransport::on_tick(core::Time now) {
+  now_ = now;
+  if (leaving_) return;
+  if (!pub_->open() && now >= pub_retry_at_) connect_pub();
+  if (!sub_->open() && now >= sub_retry_at_) connect_sub();
+  if (pub_ready_ && now >= next_poll_) poll(now);
+}
+
+// Refresh the lease and read every node's lease, on `pub` (replies in order
+// with the publishes). Every lease / 5: a node killed without a word is
+// no_route at most lease + lease / 5 after its last refresh.
+void RedisTransport::poll(core::Time now) {
+  if (!pub_ready_) return;
+  next_poll_ = now + lease_.options.lease / 5;
+  const std::string px = std::to_string(lease_.options.lease.count());
+  const std::string& key = keys_[lease_.node];
+  const char* eval[] = {"EVAL", kRefreshScript.data(), "1", key.c_str(), lease_.value.c_str(), px.c_str()};
+  const std::size_t eval_lens[] = {4, kRefreshScript.size(), 1, key.size(), lease_.value.size(), px.size()};
+  redisAsyncCommandArgv(
+      pub_->context(),
+      [](redisAsyncContext* ac, void* reply, void*) {
+        owner_of(ac).on_refresh_reply(static_cast<redisReply*>(reply));
+      },
+      nullptr, 6, eval, eval_lens);
+  std::vector<const char*> argv{"MGET"};
+  std::vector<std::size_t> lens{4};
+  for (const auto& k : keys_) {
+    argv.push_back(k.c_str());
+    lens.push_back(k.size());
+  }
+  redisAsyncCommandArgv(
+      pub_->context(),
+      [](redisAsyncContext* ac, void* reply, void*) {
+        owner_of(ac).on_members_reply(static_cast<redisReply*>(reply));
+      },
+      nullptr, static_cast<int>(argv.size()), argv.data(), lens.data());
+}
+
+void RedisTransport::on_refresh_reply(redisReply* reply) {
+  if (reply == nullptr || leaving_) return;  // the connection broke: counted and logged there
+  std::uint64_t suppressed = 0;
+  if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
+    spdlog::warn("cluster: node {}: its lease had lapsed (Redis restarted, or this node was too slow); taken again",
+                 lease_.node);
+  } else if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
+    if (link_log_.allow(suppressed)) {
+      spdlog::error("cluster: node {}: cannot refresh its lease ({}); another node may be using this number "
+                    "({} lines suppressed)",
+                    lease_.node,
+                    reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : "held by another",
+                    suppressed);
+    }
+  }
+}
+
+void RedisTransport::on_members_reply(redisReply* reply) {
+  if (reply == nullptr || leaving_ || reply->type != REDIS_REPLY_ARRAY || reply->elements != kMaxNodes) return;
+  for (std::uint32_t n = 0; n < kMaxNodes; ++n) {
+    const redisReply* e = reply->element[n];
+    set_member(n, e->type == REDIS_REPLY_STRING ? std::string(e->str, e->len) : std::string());
+  }
+}
+
+void RedisTransport::new_stream(std::uint32_t node) {
+  stream_[node] = ++next_stream_;
+  seq_[node] = 0;
+}
+
+void RedisTransport::set_member(std::uint32_t node, const std::string& value) {
+  if (node == lease_.node || members_[node] == value) return;
+  new_stream(node);
+  if (!members_[node].empty()) {
+    // Gone (or another process took its number): its IDs are no_route, and
+    // what Redis had no subscriber for is lost for good.
+    events_.on_node(node, false);
+    stats_.cluster_lost_node_gone += unanswered_[node];
+    unanswered_[node] = 0;
+    spdlog::info("cluster: node {}: node {} left", lease_.node, node);
+  }
+  members_[node] = value;
+  if (!value.empty()) {
+    events_.on_node(node, true);
+    spdlog::info("cluster: node {}: node {} joined", lease_.node, node);
+  }
+}
+
+// ---- Publishing ----
+
+void RedisTransport::send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) {
+  if (to >= kMaxNodes || to == lease_.node) return;
+  if (!pub_ready_ || leaving_) {
+    lose_unreachable(frames);
+    return;
+  }
+  std::array<char, kStreamHeader> header{};
+  header[0] = static_cast<char>(kStreamVersion);
+  put_u32(header.data() + 1, lease_.node);
+  put_u64(header.data() + 5, stream_[to]);
+  put_u64(header.data() + 13, seq_[to]);
+  put_u32(header.data() + 21, static_cast<std::uint32_t>(frames));
+  seq_[to] += frames;
+
+  // The command is formatted here, header and batch in one bulk string, so
+  // the batch is copied once (hiredis then appends it to its output buffer).
+  const std::string channel = node_channel(lease_.options.name, to);
+  message_.clear();
+  message_ += "*3\r\n$7\r\nPUBLISH\r\n";
+  append_bulk_header(message_, channel.size());
+  message_ += channel;
+  message_ += "\r\n";
+  append_bulk_header(message_, header.size() + batch.size());
+  message_.append(header.data(), header.size());
+  message_.append(batch.data(), batch.size());
+  message_ += "\r\n";
+  const std::size_t bytes = batch.size();
+  in_flight_ += bytes;
+  published_.push_back(Published{to, frames, bytes});
+  const int rc = redisAsyncFormattedCommand(
+      pub_->context(),
+      [](redisAsyncContext* ac, void* reply, void*) {
+        owner_of(ac).on_publish_reply(static_cast<redisReply*>(reply));
+      },
+      nullptr, message_.data(), message_.size());
+  if (rc != REDIS_OK) {
+    in_flight_ -= bytes;
+    published_.pop_back();
+    lose_unreachable(frames);
+    return;
+  }
+  ++stats_.cluster_published;
+  update_blocked();
+}
+
+void RedisTransport::on_publish_reply(redisReply* reply) {
+  if (published_.empty()) return;  // cannot happen: one entry per PUBLISH, answered in order
+  const Published p = published_.front();
+  published_.pop_front();
+  in_flight_ -= p.bytes;
+  if (reply == nullptr || reply->type != REDIS_REPLY_INTEGER) {
+    lose_unreachable(p.frames);
+  } else if (reply->integer == 0 && members_[p.node].empty()) {
+    stats_.cluster_lost_node_gone += p.frames;  // its lease is gone already
+  } else if (reply->integer == 0) {
+    // Nobody subscribed: the node is gone, or its subscriber is being made
+    // again. Which one, its lease will tell (set_member).
+    unanswered_[p.node] += p.frames;
+  } else {
+    unanswered_[p.node] = 0;  // it hears again: its receiver counts the gap
+  }
+  update_blocked();
+}
+
+void RedisTransport::lose_unreachable(std::size_t frames) {
+  stats_.cluster_lost_unreachable += frames;
+  std::uint64_t suppressed = 0;
+  if (frames > 0 && !leaving_ && loss_log_.allow(suppressed)) {
+    spdlog::warn("cluster: node {}: {} frames for other nodes lost: Redis at {} is unreachable "
+                 "({} in all; {} lines suppressed)",
+                 lease_.node, frames, lease_.options.url, stats_.cluster_lost_unreachable, suppressed);
+  }
+}
+
+void RedisTransport::update_blocked() {
+  if (!blocked_ && in_flight_ > kPublishWindow) {
+    blocked_ = true;
+    events_.on_blocked(true);
+  } else if (blocked_ && in_flight_ <= kPublishWindow / 2) {
+    blocked_ = false;
+    events_.on_blocked(false);
+  }
+}
+
+bool RedisTransport::idle() const noexcept {
+  return published_.empty();
+}
+
+// ---- Receiving ----
+
+void RedisTransport::on_message(redisReply* reply) {
+  if (reply == nullptr || leaving_ || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3) return;
+  const redisReply* kind = reply->element[0];
+  const redisReply* channel = reply->element[1];
+  const redisReply* body = reply->element[2];
+  if (kind->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING) return;
+  const std::string_view what(kind->str, kind->len);
+  if (what == "subscribe" && std::string_view(channel->str, channel->len) == channel_) subscribed_ = true;
+  if (what != "message" || body->type != REDIS_REPLY_STRING) return;
+  if (std::string_view(channel->str, channel->len) != channel_) {
+    // The members channel: someone joined or left. Look now rather than at
+    // the next poll, so that its clients are routable at once.
+    if (pub_ready_) poll(now_);
+    return;
+  }
+  ++stats_.cluster_received;
+  const char* p = body->str;
+  const std::size_t n = body->len;
+  if (n < kStreamHeader || static_cast<std::uint8_t>(p[0]) != kStreamVersion) {
+    ++stats_.peer_errors;
+    return;
+  }
+  const std::uint32_t from = protocol::load_be32(p + 1);
+  if (from >= kMaxNodes || from == lease_.node) {
+    ++stats_.peer_errors;
+    return;
+  }
+  const std::uint64_t stream = get_u64(p + 5);
+  const std::uint64_t seq = get_u64(p + 13);
+  const std::uint32_t frames = protocol::load_be32(p + 21);
+  Stream& s = streams_[from];
+  // Every stream starts at 0: what is missing before the first message
+  // heard of a stream is lost as surely as a gap in the middle.
+  const std::uint64_t expected = s.known && s.stream == stream ? s.next : 0;
+  if (seq > expected) {
+    const std::uint64_t lost = seq - expected;
+    stats_.cluster_lost_subscriber += lost;
+    std::uint64_t suppressed = 0;
+    if (loss_log_.allow(suppressed)) {
+      spdlog::warn("cluster: node {}: {} frames from node {} lost in Redis (this node's subscription was dropped "
+                   "or being made again) ({} lines suppressed)",
+                   lease_.node, lost, from, suppressed);
+    }
+  }
+  s = Stream{stream, seq + frames, true};
+  events_.on_batch(std::span<const char>(p + kStreamHeader, n - kStreamHeader));
+}
+
+// ---- Leaving ----
+
+void RedisTransport::leave() {
+  if (leaving_) return;
+  leaving_ = true;
+  pub_->close();
+  sub_->close();
+  if (release_lease(lease_)) {
+    spdlog::info("cluster: node {}: lease given back", lease_.node);
+  } else {
+    spdlog::warn("cluster: node {}: could not give the lease back (Redis unreachable); it lapses in {} ms",
+                 lease_.node, lease_.options.lease.count());
+  }
+}
+
+}  // namespace sb::cluster

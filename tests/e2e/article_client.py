@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """An independent client for the switchboard protocol, in Python's standard
 library only: the article's it_works exchange, byte for byte, then a few
-more frames pipelined in one write. Exits non-zero on any mismatch."""
+more frames pipelined in one write. Exits non-zero on any mismatch.
+
+Usage: article_client.py [PORT [PORT2]]. With PORT2, client 2 connects
+there: two nodes of one cluster (serve --cluster), the article's exchange
+crossing between them."""
 import socket
 import struct
 import sys
 
 HOST, PORT = "127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+PORT2 = int(sys.argv[2]) if len(sys.argv) > 2 else PORT
 TIMEOUT = 10.0
 
 
@@ -20,8 +25,8 @@ def read_exact(sock, n):
     return data
 
 
-def connect():
-    sock = socket.create_connection((HOST, PORT), timeout=TIMEOUT)
+def connect(port=PORT):
+    sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
     (client_id,) = struct.unpack(">I", read_exact(sock, 4))
     return sock, client_id
 
@@ -29,7 +34,7 @@ def connect():
 def main():
     msg1, msg2 = b"hello, number 2\0", b"hello back, number 1\0"
     sock1, id1 = connect()
-    sock2, id2 = connect()
+    sock2, id2 = connect(PORT2)
 
     sock1.sendall(struct.pack(">I", id2) + msg1)
     got = read_exact(sock2, len(msg1))

@@ -1,5 +1,7 @@
 #include "harness.hpp"
 
+#include "redis_server.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -43,12 +45,6 @@ std::string error_text(int err) {
 int poll_timeout(Deadline deadline) {
   const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::clamp<long long>(left, 0, 60'000));
-}
-
-std::string tail(std::string_view text, std::size_t n = 6000) {
-  if (text.size() <= n) return std::string(text);
-  return "[... " + std::to_string(text.size() - n) + " bytes ...]\n" +
-         std::string(text.substr(text.size() - n));
 }
 
 std::string read_whole_file(int fd) {
@@ -108,6 +104,12 @@ std::optional<Stats> parse_stats(std::string_view log) {
   return stats;
 }
 
+std::string tail(std::string_view text, std::size_t n) {
+  if (text.size() <= n) return std::string(text);
+  return "[... " + std::to_string(text.size() - n) + " bytes ...]\n" +
+         std::string(text.substr(text.size() - n));
+}
+
 std::string ExitInfo::describe() const {
   return exited ? "exit code " + std::to_string(code) : "killed by signal " + std::to_string(signal);
 }
@@ -141,7 +143,7 @@ ServerProcess::~ServerProcess() {
   if (pid_ > 0 && !exit_) kill_and_reap();
 }
 
-ServerProcess ServerProcess::spawn(const std::vector<std::string>& args) {
+ServerProcess ServerProcess::spawn(const std::vector<std::string>& args, const std::string& program) {
   ServerProcess p;
 
   int pipe_fds[2];
@@ -180,7 +182,7 @@ ServerProcess ServerProcess::spawn(const std::vector<std::string>& args) {
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<std::string> argv_text;
-  argv_text.emplace_back(SWITCHBOARD_BIN);
+  argv_text.emplace_back(program);
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<char*> argv;
   argv.reserve(argv_text.size() + 1);
@@ -188,10 +190,10 @@ ServerProcess ServerProcess::spawn(const std::vector<std::string>& args) {
   argv.push_back(nullptr);
 
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, SWITCHBOARD_BIN, &actions, &attr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (rc != 0) throw HarnessError(std::string("posix_spawn " SWITCHBOARD_BIN ": ") + error_text(rc));
+  if (rc != 0) throw HarnessError("posix_spawn " + program + ": " + error_text(rc));
   p.pid_ = pid;
 
   const long pidfd = ::syscall(SYS_pidfd_open, pid, 0);
@@ -247,6 +249,10 @@ void ServerProcess::kill_and_reap() noexcept {
   ExitInfo info;
   info.signal = SIGKILL;
   exit_ = std::move(info);
+}
+
+ServerProcess ServerProcess::launch(const std::string& program, const std::vector<std::string>& args) {
+  return spawn(args, program);
 }
 
 ServerProcess ServerProcess::start(const std::vector<std::string>& args, Clock::duration timeout) {
@@ -725,10 +731,22 @@ std::vector<std::string> EngineTest::serve_args(const std::vector<std::string>& 
   return args;
 }
 
+EngineTest::EngineTest() = default;
+EngineTest::~EngineTest() = default;
+
 ServerProcess& EngineTest::start_server(const std::vector<std::string>& extra, const std::string& listen) {
   if (server_) throw HarnessError("one server per test");
-  server_.emplace(ServerProcess::start(serve_args(extra, listen)));
-  EXPECT_EQ(server_->engine(), engine()) << "listening line: " << server_->listening_line();
+  if (!clustered()) {
+    server_.emplace(ServerProcess::start(serve_args(extra, listen)));
+    EXPECT_EQ(server_->engine(), engine()) << "listening line: " << server_->listening_line();
+    return *server_;
+  }
+  if (listen != "127.0.0.1:0") throw HarnessError("a cluster's nodes listen on free ports");
+  redis_ = std::make_unique<RedisServer>(RedisServer::start());
+  std::vector<std::string> node_extra = extra;
+  node_extra.insert(node_extra.end(), {"--cluster", redis_->url("itest"), "--cluster-lease", "2s"});
+  server_.emplace(ServerProcess::start(serve_args(node_extra, listen)));
+  for (std::size_t i = 1; i < kClusterNodes; ++i) nodes_.push_back(ServerProcess::start(serve_args(node_extra, listen)));
   return *server_;
 }
 
@@ -737,12 +755,31 @@ ServerProcess& EngineTest::server() {
   return *server_;
 }
 
+std::vector<ServerProcess*> EngineTest::servers() {
+  std::vector<ServerProcess*> all{&server()};
+  for (ServerProcess& node : nodes_) all.push_back(&node);
+  return all;
+}
+
 Client EngineTest::connect(const ConnectOptions& options) {
-  return Client::connect(server().port(), after(kIoTimeout), options);
+  if (!clustered()) return Client::connect(server().port(), after(kIoTimeout), options);
+  const std::size_t i = next_node_++ % kClusterNodes;
+  return Client::connect(i == 0 ? server().port() : nodes_.at(i - 1).port(), after(kIoTimeout), options);
 }
 
 std::vector<Client> EngineTest::connect_many(std::size_t n) {
-  return Client::connect_many(server().port(), n, after(kIoTimeout + std::chrono::milliseconds(n * 4)));
+  const Deadline deadline = after(kIoTimeout + std::chrono::milliseconds(n * 4));
+  if (!clustered()) return Client::connect_many(server().port(), n, deadline);
+  // n / 3 on each node, handed out in turn: client i is on node i % 3.
+  std::vector<std::vector<Client>> per_node;
+  for (std::size_t i = 0; i < kClusterNodes; ++i) {
+    const std::uint16_t port = i == 0 ? server().port() : nodes_.at(i - 1).port();
+    per_node.push_back(Client::connect_many(port, (n + kClusterNodes - 1 - i) / kClusterNodes, deadline));
+  }
+  std::vector<Client> all;
+  all.reserve(n);
+  for (std::size_t k = 0; all.size() < n; ++k) all.push_back(std::move(per_node[k % kClusterNodes][k / kClusterNodes]));
+  return all;
 }
 
 void EngineTest::check_clean_exit(const ExitInfo& info) {
@@ -763,10 +800,20 @@ void EngineTest::check_clean_exit(const ExitInfo& info) {
 ExitInfo EngineTest::stop_server() {
   ExitInfo info = server().stop();
   check_clean_exit(info);
+  for (ServerProcess& node : nodes_) {
+    const ExitInfo other = node.stop();
+    check_clean_exit(other);
+    if (!info.stats || !other.stats) continue;
+    for (const auto& [name, value] : *other.stats) {
+      auto& sum = (*info.stats)[name];
+      sum = name.starts_with("peak_") ? std::max(sum, value) : sum + value;
+    }
+  }
   return info;
 }
 
 ExitInfo EngineTest::wait_server_exit(Deadline deadline) {
+  if (clustered()) throw HarnessError("wait_server_exit: not for a cluster (signal every node)");
   auto info = server().wait_exit(deadline);
   if (!info) throw HarnessError("the server did not exit in time; stderr:\n" + tail(server().stderr_text()));
   check_clean_exit(*info);
@@ -784,8 +831,14 @@ void EngineTest::TearDown() {
   if (HasFailure()) {
     std::cerr << "---- switchboard stderr (" << server_->listening_line() << ") ----\n"
               << tail(server_->stderr_text()) << "---- end of switchboard stderr ----\n";
+    for (const ServerProcess& node : nodes_) {
+      std::cerr << "---- switchboard stderr (" << node.listening_line() << ") ----\n"
+                << tail(node.stderr_text()) << "---- end of switchboard stderr ----\n";
+    }
   }
   server_.reset();  // kills it if the test did not stop it
+  nodes_.clear();
+  redis_.reset();
 }
 
 }  // namespace sb::itest

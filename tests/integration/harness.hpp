@@ -21,6 +21,7 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -79,6 +80,9 @@ class UniqueFd {
 // ---------------------------------------------------------------------------
 // The server process
 
+// The last `n` bytes of a log, marked as cut if it was longer.
+std::string tail(std::string_view text, std::size_t n = 6000);
+
 // Every counter of the "stats: " line the server logs when it stops: the
 // line names of core/stats.hpp's one list (header only; nothing is linked).
 inline constexpr auto kStatNames = [] {
@@ -122,6 +126,9 @@ class ServerProcess {
   // flags, address in use). Throws HarnessError if it is still running at
   // the timeout (after killing it).
   static ExitInfo run_to_exit(const std::vector<std::string>& args, Clock::duration timeout);
+  // Spawns another program (a peer the test needs, such as redis-server)
+  // with the same care and returns at once; port() and engine() stay empty.
+  static ServerProcess launch(const std::string& program, const std::vector<std::string>& args);
 
   ServerProcess(ServerProcess&& other) noexcept;
   ServerProcess& operator=(ServerProcess&&) = delete;
@@ -146,7 +153,7 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
-  static ServerProcess spawn(const std::vector<std::string>& args);
+  static ServerProcess spawn(const std::vector<std::string>& args, const std::string& program = SWITCHBOARD_BIN);
   void drain_stdout();
   void reap();
   void kill_and_reap() noexcept;
@@ -305,17 +312,35 @@ void round_trip(Client& a, Client& b, std::string_view tag, Deadline deadline,
 // ---------------------------------------------------------------------------
 // The fixture every engine-parameterized test derives from
 
+class RedisServer;
+
+// The parameter that runs a suite on a cluster (SB_INSTANTIATE_FOR_CLUSTER):
+// three reactor nodes joined through a redis-server of the test's own, the
+// clients spread over them round-robin, so most frames cross nodes.
+inline constexpr std::string_view kCluster3 = "cluster3";
+inline constexpr std::size_t kClusterNodes = 3;
+
 class EngineTest : public ::testing::TestWithParam<std::string_view> {
  protected:
-  std::string engine() const { return std::string(GetParam()); }
+  EngineTest();
+  ~EngineTest() override;
+  // The engine under test (on a cluster, its nodes' engine: reactor).
+  std::string engine() const { return clustered() ? std::string("reactor") : std::string(GetParam()); }
+  bool clustered() const { return GetParam() == kCluster3; }
   // The `serve` arguments for this engine: --listen, --engine, then `extra`.
   std::vector<std::string> serve_args(const std::vector<std::string>& extra = {},
                                       const std::string& listen = "127.0.0.1:0") const;
   // Starts a server for this engine, owned by the fixture (killed at the end
-  // of the test if still running), and checks its listening line.
+  // of the test if still running), and checks its listening line. On a
+  // cluster: Redis and every node, each with `extra`; server() is the first
+  // node, connect() goes round the nodes, and stop_server() stops them all
+  // and sums their counters (a frame crossing nodes is `forwarded` on the
+  // sender's node and `routed` on the destination's).
   ServerProcess& start_server(const std::vector<std::string>& extra = {},
                               const std::string& listen = "127.0.0.1:0");
   ServerProcess& server();
+  // The server, or every node of a cluster.
+  std::vector<ServerProcess*> servers();
   Client connect(const ConnectOptions& options = {});
   std::vector<Client> connect_many(std::size_t n);
 
@@ -332,6 +357,9 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
  private:
   void check_clean_exit(const ExitInfo& info);
   std::optional<ServerProcess> server_;
+  std::unique_ptr<RedisServer> redis_;  // a cluster's
+  std::vector<ServerProcess> nodes_;    // a cluster's other nodes (server_ is the first)
+  std::size_t next_node_ = 0;           // connect()'s round-robin
 };
 
 // Test-name suffix for an engine: gtest names allow only [A-Za-z0-9_].
@@ -356,6 +384,9 @@ bool isolates_slow_consumers(std::string_view engine);
                            ::sb::itest::engine_test_name)
 
 // The same for the others (blocking_engines()).
+#define SB_INSTANTIATE_FOR_CLUSTER(suite) \
+  INSTANTIATE_TEST_SUITE_P(Cluster, suite, ::testing::Values(::sb::itest::kCluster3), ::sb::itest::engine_test_name)
+
 #define SB_INSTANTIATE_FOR_BLOCKING_ENGINES(suite)                                         \
   INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::itest::blocking_engines()), \
                            ::sb::itest::engine_test_name)

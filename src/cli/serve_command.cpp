@@ -15,6 +15,7 @@
 #include "core/config.hpp"
 #include "engines/engine.hpp"
 #include "engines/engine_names.hpp"
+#include "engines/reactor/sharded_engine.hpp"
 #include "net/log.hpp"
 #include "net/socket.hpp"
 
@@ -162,7 +163,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
       ->check(address_validator());
   cmd->add_option("--cluster", f.cluster,
                   "Join the cluster of nodes sharing IDs through Redis at redis://HOST:PORT[/NAME] "
-                  "(reactor engine; docs/CLUSTER.md)")
+                  "(reactor and sharded engines; docs/CLUSTER.md)")
       ->check(CLI::Validator(
           [](std::string& text) -> std::string {
             try {
@@ -185,8 +186,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
 }
 
 std::string check_serve_flags(const ServeFlags& f) {
-  if (!f.cluster.empty() && f.engine != "reactor") {
-    return "--cluster: the " + f.engine + " engine cannot join a cluster (use --engine reactor)";
+  if (!f.cluster.empty() && f.engine != "reactor" && f.engine != "sharded") {
+    return "--cluster: the " + f.engine + " engine cannot join a cluster (use --engine reactor or sharded)";
+  }
+  if (!f.cluster.empty() && f.engine == "sharded" && f.threads > cluster::kMaxShards) {
+    return "--cluster: a node has at most " + std::to_string(cluster::kMaxShards) + " shards (--threads)";
   }
   if (!f.auth_token_file.empty() && !supports_auth(f.engine)) {
     return "--auth-token-file: the " + f.engine +
@@ -246,9 +250,31 @@ int serve(const ServeFlags& f) {
   if (!f.cluster.empty()) {
     cluster::ClusterOptions cluster = cluster::parse_cluster_url(f.cluster);  // validated already
     cluster.lease = duration_of(f.cluster_lease);
-    options.cluster = cluster::acquire_lease(cluster);  // one line and exit 1 if Redis is not there
+    std::uint32_t shards = 1;
+    if (f.engine == "sharded") {
+      // The lease names the node's shard count, so the engine must run that many.
+      shards = engines::reactor::ShardedEngine::shard_count(options.threads);
+      if (shards > cluster::kMaxShards) {
+        spdlog::warn("cluster: a node has at most {} shards: {} rather than one per core", cluster::kMaxShards,
+                     cluster::kMaxShards);
+        shards = cluster::kMaxShards;
+      }
+      options.threads = shards;
+    }
+    options.cluster = cluster::acquire_lease(cluster, shards);  // one line and exit 1 if Redis is not there
     spdlog::info("cluster: node {} of '{}' at {}", options.cluster->node, cluster.name, cluster.url);
   }
+  // Given back once every shard has left (or if the engine did not start),
+  // so that the other nodes treat its IDs as no_route at once.
+  auto leave = [&] {
+    if (!options.cluster) return;
+    if (cluster::release_lease(*options.cluster)) {
+      spdlog::info("cluster: node {}: lease given back", options.cluster->node);
+    } else {
+      spdlog::warn("cluster: node {}: could not give the lease back (Redis unreachable); it lapses in {} ms",
+                   options.cluster->node, options.cluster->options.lease.count());
+    }
+  };
 
   auto engine = engines::make_engine(f.engine, options);
   if (!engine) throw net::StartupError("unknown engine '" + f.engine + "'");  // IsMember rules this out
@@ -256,11 +282,10 @@ int serve(const ServeFlags& f) {
   try {
     code = engine->run();
   } catch (...) {
-    // Not started (address in use, ...): give the number back now rather
-    // than let it lapse. Once serving, the engine gives it back itself.
-    if (options.cluster) (void)cluster::release_lease(*options.cluster);
+    leave();
     throw;
   }
+  leave();
   spdlog::info("stats: {}", engine->stats().summary());
   return code;
 }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -113,19 +114,30 @@ std::string lease_key(std::string_view name, std::uint32_t node) {
   return std::string(name) + ":lease:" + std::to_string(node);
 }
 
-std::string node_channel(std::string_view name, std::uint32_t node) {
-  return std::string(name) + ":node:" + std::to_string(node);
+std::string place_channel(std::string_view name, std::uint32_t place) {
+  std::string channel = std::string(name) + ":node:" + std::to_string(node_of(place));
+  if (shard_of(place) != 0) channel += "." + std::to_string(shard_of(place));
+  return channel;
+}
+
+std::uint32_t shards_in(std::string_view value) noexcept {
+  const auto slash = value.rfind('/');
+  if (slash == std::string_view::npos) return 0;
+  std::uint32_t n = 0;
+  const auto [end, ec] = std::from_chars(value.data() + slash + 1, value.data() + value.size(), n);
+  if (ec != std::errc{} || end != value.data() + value.size() || n == 0 || n > kMaxShards) return 0;
+  return n;
 }
 
 std::string members_channel(std::string_view name) {
   return std::string(name) + ":members";
 }
 
-Lease acquire_lease(const ClusterOptions& options) {
+Lease acquire_lease(const ClusterOptions& options, std::uint32_t shards) {
   std::string error;
   Context c = connect(options, kStartTimeout, error);
   if (!c) throw net::StartupError("--cluster: cannot reach Redis at " + where(options) + ": " + error);
-  Lease lease{options, 0, random_value(), {}};
+  Lease lease{options, 0, shards, random_value() + "/" + std::to_string(shards), {}};
   const std::string px = std::to_string(options.lease.count());
   for (std::uint32_t node = 0; node < kMaxNodes; ++node) {
     Reply r = command(c.get(), {"SET", lease_key(options.name, node), lease.value, "NX", "PX", px});

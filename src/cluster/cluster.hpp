@@ -18,11 +18,27 @@
 
 namespace sb::cluster {
 
-// IDs are [node: 8 bits][counter: 24 bits] in a cluster: 256 nodes, and an
-// ID recurs on a node only after 16 million later connections there.
+// IDs are [node: 8 bits][shard: 4 bits][counter: 20 bits] in a cluster,
+// whatever the engine (the reactor is shard 0), so that every node reads
+// every ID alike: 256 nodes of up to 16 shards, and an ID recurs on a shard
+// only after 1,048,576 later connections there. A place (the router's word)
+// is [node][shard]: the top 12 bits.
 inline constexpr unsigned kNodeBits = 8;
-inline constexpr unsigned kCounterBits = 32 - kNodeBits;
+inline constexpr unsigned kShardBits = 4;
+inline constexpr unsigned kCounterBits = 32 - kNodeBits - kShardBits;
 inline constexpr std::uint32_t kMaxNodes = std::uint32_t{1} << kNodeBits;
+inline constexpr std::uint32_t kMaxShards = std::uint32_t{1} << kShardBits;
+inline constexpr std::uint32_t kMaxPlaces = kMaxNodes * kMaxShards;
+
+constexpr std::uint32_t place_of(std::uint32_t node, std::uint32_t shard) noexcept {
+  return (node << kShardBits) | shard;
+}
+constexpr std::uint32_t node_of(std::uint32_t place) noexcept {
+  return place >> kShardBits;
+}
+constexpr std::uint32_t shard_of(std::uint32_t place) noexcept {
+  return place & (kMaxShards - 1);
+}
 
 struct ClusterOptions {
   std::string host;
@@ -36,27 +52,34 @@ struct ClusterOptions {
 // [A-Za-z0-9_.-]). Throws std::invalid_argument with a reason for a person.
 ClusterOptions parse_cluster_url(std::string_view url);
 
-// The keys and channels of cluster `name`.
+// The keys and channels of cluster `name`. A node's channel is
+// NAME:node:<n>, which its shard 0 (the reactor) listens on; shard s > 0 of
+// a sharded node listens on NAME:node:<n>.<s>.
 std::string lease_key(std::string_view name, std::uint32_t node);
-std::string node_channel(std::string_view name, std::uint32_t node);
+std::string place_channel(std::string_view name, std::uint32_t place);
 // Where nodes say they joined or left (the body is "join N" or "leave N";
 // receivers only take it as a cue to read the leases).
 std::string members_channel(std::string_view name);
 
 // This node's lease: its number, and the random value that proves the key
 // is ours (a node that lost its lease never deletes another's).
+// The value is "<16 hex digits>/<shards>": random, and how many shards the
+// node has, so that the others know which places it serves.
 struct Lease {
   ClusterOptions options;
   std::uint32_t node = 0;
+  std::uint32_t shards = 1;
   std::string value;
   std::vector<std::string> members;  // every node's lease value when it was taken ("" : none)
 };
+// The shard count a lease value names; 0 if it names none (not a lease).
+std::uint32_t shards_in(std::string_view value) noexcept;
 
 // Connects (blocking, a few seconds at most), takes the lowest free node
 // number, reads who else is there and tells them (a message on
 // NAME:members, so that they route to this node at once). Throws net::StartupError with a one-line reason: Redis cannot be
 // reached, answers with an error, or all 256 numbers are taken.
-Lease acquire_lease(const ClusterOptions& options);
+Lease acquire_lease(const ClusterOptions& options, std::uint32_t shards);
 // Deletes the lease key if it is still ours and tells the others (blocking,
 // about a second at most). False if Redis could not be reached: the lease then lapses.
 bool release_lease(const Lease& lease);

@@ -148,17 +148,19 @@ RedisTransport& owner_of(const redisAsyncContext* ac) {
 
 }  // namespace
 
-RedisTransport::RedisTransport(net::Loop& loop, Lease lease, TransportEvents& events)
+RedisTransport::RedisTransport(net::Loop& loop, Lease lease, std::uint32_t shard, TransportEvents& events)
     : loop_{loop},
       lease_{std::move(lease)},
       events_{events},
-      channel_{node_channel(lease_.options.name, lease_.node)},
+      place_{place_of(lease_.node, shard)},
+      channel_{place_channel(lease_.options.name, place_)},
+      who_{"node " + std::to_string(lease_.node) + (shard == 0 ? std::string() : " shard " + std::to_string(shard))},
       pub_{std::make_unique<Connection>(loop, *this)},
       sub_{std::make_unique<Connection>(loop, *this)} {
   keys_.reserve(kMaxNodes);
   for (std::uint32_t n = 0; n < kMaxNodes; ++n) keys_.push_back(lease_key(lease_.options.name, n));
   // Stream numbers unlike any earlier process' (the lease value is random).
-  next_stream_ = std::hash<std::string>{}(lease_.value) << 16;
+  next_stream_ = (std::hash<std::string>{}(lease_.value) ^ place_) << 16;
   for (std::uint32_t n = 0; n < kMaxNodes; ++n) {
     if (n < lease_.members.size()) set_member(n, lease_.members[n]);
   }
@@ -213,10 +215,10 @@ void RedisTransport::on_pub_up() {
   pub_backoff_ = kFirstBackoff;
   // A new connection: a new stream to every node (what was in flight on
   // the old one was counted as lost when it broke).
-  for (std::uint32_t n = 0; n < kMaxNodes; ++n) new_stream(n);
+  for (std::uint32_t n = 0; n < kMaxNodes; ++n) new_streams(n);
   if (pub_was_up_) {
     ++stats_.cluster_reconnects;
-    spdlog::info("cluster: node {}: connected to Redis at {} again", lease_.node, lease_.options.url);
+    spdlog::info("cluster: {}: connected to Redis at {} again", who_, lease_.options.url);
   }
   pub_was_up_ = true;
   next_poll_ = core::Time{};  // refresh the lease and read the members now
@@ -228,9 +230,9 @@ void RedisTransport::on_pub_down(bool error, const char* why) {
   if (leaving_) return;
   std::uint64_t suppressed = 0;
   if (error && link_log_.allow(suppressed)) {
-    spdlog::warn("cluster: node {}: lost Redis at {} ({}); serving local clients, frames for other nodes "
+    spdlog::warn("cluster: {}: lost Redis at {} ({}); serving local clients, frames for other nodes "
                  "are lost until it is back ({} lines suppressed)",
-                 lease_.node, lease_.options.url, why != nullptr ? why : "closed", suppressed);
+                 who_, lease_.options.url, why != nullptr ? why : "closed", suppressed);
   }
   pub_retry_at_ = now_ + pub_backoff_;
   pub_backoff_ = std::min(pub_backoff_ * 2, kMaxBackoff);
@@ -256,8 +258,8 @@ void RedisTransport::on_sub_down(bool error, const char* why) {
   if (leaving_) return;
   std::uint64_t suppressed = 0;
   if (error && link_log_.allow(suppressed)) {
-    spdlog::warn("cluster: node {}: subscription to {} lost ({}); resubscribing ({} lines suppressed)",
-                 lease_.node, channel_, why != nullptr ? why : "closed", suppressed);
+    spdlog::warn("cluster: {}: subscription to {} lost ({}); resubscribing ({} lines suppressed)",
+                 who_, channel_, why != nullptr ? why : "closed", suppressed);
   }
   sub_retry_at_ = now_ + sub_backoff_;
   sub_backoff_ = std::min(sub_backoff_ * 2, kMaxBackoff);
@@ -305,13 +307,13 @@ void RedisTransport::on_refresh_reply(redisReply* reply) {
   if (reply == nullptr || leaving_) return;  // the connection broke: counted and logged there
   std::uint64_t suppressed = 0;
   if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
-    spdlog::warn("cluster: node {}: its lease had lapsed (Redis restarted, or this node was too slow); taken again",
-                 lease_.node);
+    spdlog::warn("cluster: {}: its lease had lapsed (Redis restarted, or this node was too slow); taken again",
+                 who_);
   } else if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
     if (link_log_.allow(suppressed)) {
-      spdlog::error("cluster: node {}: cannot refresh its lease ({}); another node may be using this number "
+      spdlog::error("cluster: {}: cannot refresh its lease ({}); another node may be using this number "
                     "({} lines suppressed)",
-                    lease_.node,
+                    who_,
                     reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : "held by another",
                     suppressed);
     }
@@ -326,40 +328,45 @@ void RedisTransport::on_members_reply(redisReply* reply) {
   }
 }
 
-void RedisTransport::new_stream(std::uint32_t node) {
-  stream_[node] = ++next_stream_;
-  seq_[node] = 0;
+void RedisTransport::new_streams(std::uint32_t node) {
+  for (std::uint32_t s = 0; s < kMaxShards; ++s) {
+    stream_[place_of(node, s)] = ++next_stream_;
+    seq_[place_of(node, s)] = 0;
+  }
 }
 
 void RedisTransport::set_member(std::uint32_t node, const std::string& value) {
   if (node == lease_.node || members_[node] == value) return;
-  new_stream(node);
+  new_streams(node);
+  const bool log = shard_of(place_) == 0;  // one line per node, not per shard
   if (!members_[node].empty()) {
     // Gone (or another process took its number): its IDs are no_route, and
     // what Redis had no subscriber for is lost for good.
-    events_.on_node(node, false);
-    stats_.cluster_lost_node_gone += unanswered_[node];
-    unanswered_[node] = 0;
-    spdlog::info("cluster: node {}: node {} left", lease_.node, node);
+    events_.on_node(node, false, shards_in(members_[node]));
+    for (std::uint32_t s = 0; s < kMaxShards; ++s) {
+      stats_.cluster_lost_node_gone += std::exchange(unanswered_[place_of(node, s)], 0);
+    }
+    if (log) spdlog::info("cluster: {}: node {} left", who_, node);
   }
-  members_[node] = value;
-  if (!value.empty()) {
-    events_.on_node(node, true);
-    spdlog::info("cluster: node {}: node {} joined", lease_.node, node);
+  // A value that names no shard count is not a node's lease: ignored.
+  members_[node] = shards_in(value) != 0 ? value : std::string();
+  if (!members_[node].empty()) {
+    events_.on_node(node, true, shards_in(value));
+    if (log) spdlog::info("cluster: {}: node {} joined ({} shards)", who_, node, shards_in(value));
   }
 }
 
 // ---- Publishing ----
 
 void RedisTransport::send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) {
-  if (to >= kMaxNodes || to == lease_.node) return;
+  if (to >= kMaxPlaces || node_of(to) == lease_.node) return;
   if (!pub_ready_ || leaving_) {
     lose_unreachable(frames);
     return;
   }
   std::array<char, kStreamHeader> header{};
   header[0] = static_cast<char>(kStreamVersion);
-  put_u32(header.data() + 1, lease_.node);
+  put_u32(header.data() + 1, place_);
   put_u64(header.data() + 5, stream_[to]);
   put_u64(header.data() + 13, seq_[to]);
   put_u32(header.data() + 21, static_cast<std::uint32_t>(frames));
@@ -367,7 +374,7 @@ void RedisTransport::send(std::uint32_t to, std::vector<char>&& batch, std::size
 
   // The command is formatted here, header and batch in one bulk string, so
   // the batch is copied once (hiredis then appends it to its output buffer).
-  const std::string channel = node_channel(lease_.options.name, to);
+  const std::string channel = place_channel(lease_.options.name, to);
   message_.clear();
   message_ += "*3\r\n$7\r\nPUBLISH\r\n";
   append_bulk_header(message_, channel.size());
@@ -403,14 +410,14 @@ void RedisTransport::on_publish_reply(redisReply* reply) {
   in_flight_ -= p.bytes;
   if (reply == nullptr || reply->type != REDIS_REPLY_INTEGER) {
     lose_unreachable(p.frames);
-  } else if (reply->integer == 0 && members_[p.node].empty()) {
+  } else if (reply->integer == 0 && members_[node_of(p.place)].empty()) {
     stats_.cluster_lost_node_gone += p.frames;  // its lease is gone already
   } else if (reply->integer == 0) {
     // Nobody subscribed: the node is gone, or its subscriber is being made
     // again. Which one, its lease will tell (set_member).
-    unanswered_[p.node] += p.frames;
+    unanswered_[p.place] += p.frames;
   } else {
-    unanswered_[p.node] = 0;  // it hears again: its receiver counts the gap
+    unanswered_[p.place] = 0;  // it hears again: its receiver counts the gap
   }
   update_blocked();
 }
@@ -419,9 +426,9 @@ void RedisTransport::lose_unreachable(std::size_t frames) {
   stats_.cluster_lost_unreachable += frames;
   std::uint64_t suppressed = 0;
   if (frames > 0 && !leaving_ && loss_log_.allow(suppressed)) {
-    spdlog::warn("cluster: node {}: {} frames for other nodes lost: Redis at {} is unreachable "
+    spdlog::warn("cluster: {}: {} frames for other nodes lost: Redis at {} is unreachable "
                  "({} in all; {} lines suppressed)",
-                 lease_.node, frames, lease_.options.url, stats_.cluster_lost_unreachable, suppressed);
+                 who_, frames, lease_.options.url, stats_.cluster_lost_unreachable, suppressed);
   }
 }
 
@@ -464,7 +471,7 @@ void RedisTransport::on_message(redisReply* reply) {
     return;
   }
   const std::uint32_t from = protocol::load_be32(p + 1);
-  if (from >= kMaxNodes || from == lease_.node) {
+  if (from >= kMaxPlaces || node_of(from) == lease_.node) {
     ++stats_.peer_errors;
     return;
   }
@@ -480,9 +487,9 @@ void RedisTransport::on_message(redisReply* reply) {
     stats_.cluster_lost_subscriber += lost;
     std::uint64_t suppressed = 0;
     if (loss_log_.allow(suppressed)) {
-      spdlog::warn("cluster: node {}: {} frames from node {} lost in Redis (this node's subscription was dropped "
+      spdlog::warn("cluster: {}: {} frames from node {} lost in Redis (this node's subscription was dropped "
                    "or being made again) ({} lines suppressed)",
-                   lease_.node, lost, from, suppressed);
+                   who_, lost, from, suppressed);
     }
   }
   s = Stream{stream, seq + frames, true};
@@ -496,12 +503,6 @@ void RedisTransport::leave() {
   leaving_ = true;
   pub_->close();
   sub_->close();
-  if (release_lease(lease_)) {
-    spdlog::info("cluster: node {}: lease given back", lease_.node);
-  } else {
-    spdlog::warn("cluster: node {}: could not give the lease back (Redis unreachable); it lapses in {} ms",
-                 lease_.node, lease_.options.lease.count());
-  }
 }
 
 }  // namespace sb::cluster

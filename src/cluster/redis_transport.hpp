@@ -1,16 +1,18 @@
 // The cluster's transport over Redis pub/sub (docs/CLUSTER.md).
 //
-// Two connections, both hiredis' async API driven by the node's own loop
-// (an adapter of hiredis' event hooks to net::Loop handlers; no thread):
+// One per shard (the reactor is shard 0): two connections, both hiredis'
+// async API driven by the shard's own loop (an adapter of hiredis' event
+// hooks to net::Loop handlers; no thread):
 //   - `pub`: PUBLISH of batches, the lease refresh and the membership poll
 //     (MGET of every lease key), replies in order;
-//   - `sub`: SUBSCRIBE to this node's channel NAME:node:<n>.
+//   - `sub`: SUBSCRIBE to this shard's channel (place_channel) and to
+//     NAME:members.
 //
 // Every published message is a stream header and one router batch:
-//   [u8 1][u32 from node][u64 stream][u64 seq][u32 frames][batch]
-// A stream is what this node publishes to one other node over one `pub`
-// connection to one incarnation of that node: a new connection, or a
-// change in that node's lease, starts a new stream, numbered afresh, and
+//   [u8 1][u32 from place][u64 stream][u64 seq][u32 frames][batch]
+// A stream is what this shard publishes to one shard of another node over
+// one `pub` connection to one incarnation of that node: a new connection,
+// or a change in that node's lease, starts a new stream, numbered afresh, and
 // `seq` counts its frames from 0. Redis delivers one connection's messages
 // in order, so a receiver that finds `seq` ahead of what it has heard of
 // that stream (from 0 for a stream it has not heard yet) knows the
@@ -44,12 +46,11 @@ namespace sb::cluster {
 
 class RedisTransport final : public Transport {
  public:
-  // Starts connecting both connections; the lease was taken by
-  // acquire_lease. `events` must outlive the transport.
-  RedisTransport(net::Loop& loop, Lease lease, TransportEvents& events);
+  // Starts connecting both connections for shard `shard` of the node whose
+  // lease acquire_lease took. `events` must outlive the transport.
+  RedisTransport(net::Loop& loop, Lease lease, std::uint32_t shard, TransportEvents& events);
   ~RedisTransport() override;
 
-  std::uint32_t node() const noexcept override { return lease_.node; }
   void send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) override;
   void on_tick(core::Time now) override;
   void leave() override;
@@ -60,7 +61,7 @@ class RedisTransport final : public Transport {
  private:
   class Connection;
   struct Published {  // a PUBLISH awaiting its reply
-    std::uint32_t node;
+    std::uint32_t place;
     std::size_t frames;
     std::size_t bytes;
   };
@@ -82,14 +83,16 @@ class RedisTransport final : public Transport {
   void on_members_reply(redisReply* reply);
   void on_message(redisReply* reply);
   void set_member(std::uint32_t node, const std::string& value);
-  void new_stream(std::uint32_t node);
+  void new_streams(std::uint32_t node);
   void lose_unreachable(std::size_t frames);
   void update_blocked();
 
   net::Loop& loop_;
   Lease lease_;
   TransportEvents& events_;
-  std::string channel_;           // this node's
+  std::uint32_t place_;           // this shard's
+  std::string channel_;           // and its channel
+  std::string who_;               // "node N" or "node N shard S", in log lines
   std::vector<std::string> keys_;  // every lease key, for the membership MGET
   std::unique_ptr<Connection> pub_;
   std::unique_ptr<Connection> sub_;
@@ -104,10 +107,12 @@ class RedisTransport final : public Transport {
   core::Time next_poll_{};
   bool pub_was_up_ = false, sub_was_up_ = false;
   std::uint64_t next_stream_ = 0;
-  std::array<std::uint64_t, kMaxNodes> stream_{};       // the stream to each node
-  std::array<std::uint64_t, kMaxNodes> seq_{};          // frames published in it
-  std::array<std::uint64_t, kMaxNodes> unanswered_{};   // frames Redis had no subscriber for, by node
-  std::array<Stream, kMaxNodes> streams_{};
+  // By place: the stream to it, frames published in it, frames Redis had
+  // no subscriber for, and what this shard has heard from it.
+  std::vector<std::uint64_t> stream_ = std::vector<std::uint64_t>(kMaxPlaces);
+  std::vector<std::uint64_t> seq_ = std::vector<std::uint64_t>(kMaxPlaces);
+  std::vector<std::uint64_t> unanswered_ = std::vector<std::uint64_t>(kMaxPlaces);
+  std::vector<Stream> streams_ = std::vector<Stream>(kMaxPlaces);
   std::array<std::string, kMaxNodes> members_;  // lease values seen (empty: no lease)
   std::deque<Published> published_;             // in the order Redis answers
   std::size_t in_flight_ = 0;                   // their bytes

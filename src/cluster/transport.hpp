@@ -24,8 +24,9 @@ class TransportEvents {
  public:
   // A batch another node's router built for this one (Router::on_peer_batch).
   virtual void on_batch(std::span<const char> batch) = 0;
-  // Node `node` holds a lease (up) or no longer does (down: its IDs are no_route).
-  virtual void on_node(std::uint32_t node, bool up) = 0;
+  // Node `node`, with `shards` shards, holds a lease (up) or no longer does
+  // (down: its IDs are no_route).
+  virtual void on_node(std::uint32_t node, bool up, std::uint32_t shards) = 0;
   // Too much is waiting to be published (true), or that is over (false):
   // senders to other nodes pause meanwhile (Router::set_peer_blocked).
   virtual void on_blocked(bool blocked) = 0;
@@ -37,10 +38,9 @@ class TransportEvents {
 class Transport {
  public:
   virtual ~Transport() = default;
-  // This node's number.
-  virtual std::uint32_t node() const noexcept = 0;
-  // Hands over the batch of `frames` frames built for node `to` this turn.
-  // It goes out at most once; what cannot go is counted by reason.
+  // Hands over the batch of `frames` frames built for place `to` (a shard
+  // of another node) this turn. It goes out at most once; what cannot go
+  // is counted by reason.
   virtual void send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) = 0;
   // Called every loop turn: leases, membership, reconnects.
   virtual void on_tick(core::Time now) = 0;
@@ -49,7 +49,8 @@ class Transport {
   // Nothing handed over is still waiting to be written or answered (the
   // drain waits for it).
   virtual bool idle() const noexcept = 0;
-  // Leaves the cluster: stops publishing and gives the lease back.
+  // Stops publishing and listening (the lease is given back by whoever
+  // took it, once every shard has left).
   virtual void leave() = 0;
   // Its counters (the cluster_* entries of core/stats.hpp).
   virtual const core::Stats& stats() const noexcept = 0;

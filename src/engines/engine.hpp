@@ -35,8 +35,9 @@ struct ServerOptions {
   // its loop; make_engine gives the others a thread of their own for them.
   std::optional<net::Endpoint> metrics;
   // --cluster: this node's lease, taken by `serve` before the engine starts
-  // (its number goes into every ID). The reactor joins the cluster with it
-  // and gives it back when it stops; the other engines refuse it.
+  // and given back once it has stopped (its number goes into every ID). The
+  // reactor and each shard of the sharded engine join the cluster with it;
+  // the other engines refuse it.
   std::optional<cluster::Lease> cluster;
   // Called once, from run(), when the listener is bound (port 0 resolved)
   // and before any connection is accepted. Signals are already handled by

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -94,6 +95,30 @@ TEST_F(ClusterTest, TwoNodesExchangeTheArticlesMessages) {
   EXPECT_EQ(e1.stat("cluster_lost_unreachable") + e1.stat("cluster_lost_node_gone") +
                 e2.stat("cluster_lost_subscriber"),
             0u);
+}
+
+TEST_F(ClusterTest, ReactorAndShardedNodesMix) {
+  ServerProcess& n1 = start_node();
+  ServerProcess& n2 = start_node({"--engine", "sharded", "--threads", "4"});
+  std::vector<Client> ones;
+  std::vector<Client> twos;
+  std::set<std::uint32_t> shards_seen;
+  for (int i = 0; i < 8; ++i) {
+    ones.push_back(connect_to(n1));
+    twos.push_back(connect_to(n2));
+    shards_seen.insert((twos.back().id() >> 20) & 0xF);
+  }
+  EXPECT_GE(shards_seen.size(), 2u) << "the sharded node's clients carry their shard in the ID";
+  for (auto& a : ones) {
+    for (auto& b : twos) round_trip(a, b, std::to_string(a.id()) + " and " + std::to_string(b.id()), after(kIoTimeout));
+  }
+  const ExitInfo e1 = n1.stop();
+  const ExitInfo e2 = n2.stop();
+  ASSERT_TRUE(e1.clean()) << e1.describe();
+  ASSERT_TRUE(e2.clean()) << e2.describe();
+  EXPECT_EQ(e1.stat("forwarded"), 64u);
+  EXPECT_EQ(e2.stat("forwarded"), 64u);
+  EXPECT_EQ(e1.stat("routed") + e2.stat("routed"), 128u);
 }
 
 TEST_F(ClusterTest, V2ReceiversSeeTheSenderOnAnotherNode) {

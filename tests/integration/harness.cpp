@@ -745,6 +745,7 @@ ServerProcess& EngineTest::start_server(const std::vector<std::string>& extra, c
   redis_ = std::make_unique<RedisServer>(RedisServer::start());
   std::vector<std::string> node_extra = extra;
   node_extra.insert(node_extra.end(), {"--cluster", redis_->url("itest"), "--cluster-lease", "2s"});
+  if (engine() == "sharded") node_extra.insert(node_extra.end(), {"--threads", "2"});
   server_.emplace(ServerProcess::start(serve_args(node_extra, listen)));
   for (std::size_t i = 1; i < kClusterNodes; ++i) nodes_.push_back(ServerProcess::start(serve_args(node_extra, listen)));
   return *server_;

@@ -314,10 +314,12 @@ void round_trip(Client& a, Client& b, std::string_view tag, Deadline deadline,
 
 class RedisServer;
 
-// The parameter that runs a suite on a cluster (SB_INSTANTIATE_FOR_CLUSTER):
-// three reactor nodes joined through a redis-server of the test's own, the
-// clients spread over them round-robin, so most frames cross nodes.
+// The parameters that run a suite on a cluster (SB_INSTANTIATE_FOR_CLUSTERS):
+// three nodes joined through a redis-server of the test's own, reactor
+// nodes or sharded ones (2 shards each), the clients spread over them
+// round-robin, so most frames cross nodes (and shards).
 inline constexpr std::string_view kCluster3 = "cluster3";
+inline constexpr std::string_view kCluster3Sharded = "cluster3sharded";
 inline constexpr std::size_t kClusterNodes = 3;
 
 class EngineTest : public ::testing::TestWithParam<std::string_view> {
@@ -325,8 +327,11 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
   EngineTest();
   ~EngineTest() override;
   // The engine under test (on a cluster, its nodes' engine: reactor).
-  std::string engine() const { return clustered() ? std::string("reactor") : std::string(GetParam()); }
-  bool clustered() const { return GetParam() == kCluster3; }
+  std::string engine() const {
+    if (GetParam() == kCluster3Sharded) return "sharded";
+    return clustered() ? std::string("reactor") : std::string(GetParam());
+  }
+  bool clustered() const { return GetParam() == kCluster3 || GetParam() == kCluster3Sharded; }
   // The `serve` arguments for this engine: --listen, --engine, then `extra`.
   std::vector<std::string> serve_args(const std::vector<std::string>& extra = {},
                                       const std::string& listen = "127.0.0.1:0") const;
@@ -384,8 +389,9 @@ bool isolates_slow_consumers(std::string_view engine);
                            ::sb::itest::engine_test_name)
 
 // The same for the others (blocking_engines()).
-#define SB_INSTANTIATE_FOR_CLUSTER(suite) \
-  INSTANTIATE_TEST_SUITE_P(Cluster, suite, ::testing::Values(::sb::itest::kCluster3), ::sb::itest::engine_test_name)
+#define SB_INSTANTIATE_FOR_CLUSTERS(suite)                                                                 \
+  INSTANTIATE_TEST_SUITE_P(Cluster, suite, ::testing::Values(::sb::itest::kCluster3, ::sb::itest::kCluster3Sharded), \
+                           ::sb::itest::engine_test_name)
 
 #define SB_INSTANTIATE_FOR_BLOCKING_ENGINES(suite)                                         \
   INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::itest::blocking_engines()), \

@@ -12,7 +12,7 @@ namespace {
 
 class RoutingTest : public EngineTest {};
 SB_INSTANTIATE_FOR_EVERY_ENGINE(RoutingTest);
-SB_INSTANTIATE_FOR_CLUSTER(RoutingTest);
+SB_INSTANTIATE_FOR_CLUSTERS(RoutingTest);
 
 // 1,000 frames in one buffer, written with one send() (the kernel takes the
 // whole ~70 KiB at once on a fresh socket), to three destinations including

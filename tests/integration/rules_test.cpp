@@ -11,7 +11,7 @@ namespace {
 
 class RulesTest : public EngineTest {};
 SB_INSTANTIATE_FOR_EVERY_ENGINE(RulesTest);
-SB_INSTANTIATE_FOR_CLUSTER(RulesTest);
+SB_INSTANTIATE_FOR_CLUSTERS(RulesTest);
 
 TEST_P(RulesTest, MessageToSelfIsDelivered) {
   start_server();

@@ -18,7 +18,7 @@ namespace {
 // (docs/CLUSTER.md); a few turns' reads in practice too.
 std::uint64_t in_flight_allowance(std::string_view param) {
   if (param == "sharded") return std::uint64_t{4} << 20;
-  if (param == kCluster3) return std::uint64_t{8} << 20;
+  if (param.starts_with("cluster")) return std::uint64_t{8} << 20;
   return 0;
 }
 
@@ -176,13 +176,13 @@ class SlowConsumerTest : public EngineTest {
   std::vector<std::pair<Client, Client>> pairs_;
 };
 SB_INSTANTIATE_FOR_EVERY_ENGINE(SlowConsumerTest);
-SB_INSTANTIATE_FOR_CLUSTER(SlowConsumerTest);
+SB_INSTANTIATE_FOR_CLUSTERS(SlowConsumerTest);
 
 // Healthy pairs flowing while a receiver is stuck: only the engines built to
 // isolate slow consumers promise it (see kIsolatingEngines).
 class SlowConsumerIsolationTest : public SlowConsumerTest {};
 SB_INSTANTIATE_FOR_ISOLATING_ENGINES(SlowConsumerIsolationTest);
-SB_INSTANTIATE_FOR_CLUSTER(SlowConsumerIsolationTest);
+SB_INSTANTIATE_FOR_CLUSTERS(SlowConsumerIsolationTest);
 
 TEST_P(SlowConsumerIsolationTest, BackpressurePausesTheSenderAndLosesNothing) {
   start_server(

@@ -74,7 +74,7 @@ class V2Test : public EngineTest {
 INSTANTIATE_TEST_SUITE_P(Engines, V2Test,
                          ::testing::Values(std::string_view("reactor"), std::string_view("sharded"), std::string_view("race")),
                          engine_test_name);
-SB_INSTANTIATE_FOR_CLUSTER(V2Test);
+SB_INSTANTIATE_FOR_CLUSTERS(V2Test);
 
 // ---------------------------------------------------------------------------
 // The upgrade
@@ -167,10 +167,11 @@ TEST_P(V2Test, PingIsABarrier) {
   b.set_reading(false);
   Client* background[] = {&b};
   auto errors = a.barrier("barrier", background);
-  // On the sharded engine the PONG means "handed to the destination's
-  // shard": an ERROR decided there (kNobody's shard may be another) and
-  // the delivery itself may come after it (DESIGN.md 1b, docs/PROTOCOL.md).
-  const bool sharded = GetParam() == "sharded";
+  // On the sharded engine (and across nodes) the PONG means "handed to
+  // the destination's shard (node)": an ERROR decided there (kNobody's
+  // shard may be another) and the delivery itself may come after it
+  // (DESIGN.md 1b, docs/PROTOCOL.md).
+  const bool sharded = engine() == "sharded" || clustered();
   while (sharded && errors.size() < 286u) errors.push_back(a.next(after(kIoTimeout)));
   ASSERT_EQ(errors.size(), 286u);  // ceil(2000 / 7): one ERROR per frame to nobody, none lost
   for (const auto& f : errors) EXPECT_TRUE(is_error(f, no_route, kNobody));
@@ -515,7 +516,7 @@ TEST_P(V2Test, CountersAtSigusr1) {
   a.send(v1.id(), std::string("\0", 1));       // not_representable
   auto answers = a.barrier("done");
   // Sharded: ERRORs decided on another shard may follow the PONG.
-  while (GetParam() == "sharded" && answers.size() < 3u) answers.push_back(a.next(after(kIoTimeout)));
+  while ((engine() == "sharded" || clustered()) && answers.size() < 3u) answers.push_back(a.next(after(kIoTimeout)));
   Client bad = connect();
   bad.send_frame(kServerId, "switchboard/9", after(kIoTimeout));  // rejected hello
   bad.read_until_close(after(kIoTimeout));

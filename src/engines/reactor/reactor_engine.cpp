@@ -54,13 +54,13 @@ constexpr auto kTrimInterval = std::chrono::seconds{1};
 core::RouterConfig router_config(const ServerOptions& options, const ShardLink* shard) {
   core::RouterConfig config = options.router;
   config.max_frame = options.max_frame;
-  if (shard != nullptr) {
+  if (options.cluster) {
+    // A node's IDs carry its number and the shard (docs/CLUSTER.md).
+    config.counter_bits = cluster::kCounterBits;
+    config.place = cluster::place_of(options.cluster->node, shard != nullptr ? shard->index : 0);
+  } else if (shard != nullptr) {
     config.counter_bits = 32 - shard_bits(shard->set->count);
     config.place = shard->index;
-  } else if (options.cluster) {
-    // A node's IDs carry its number (docs/CLUSTER.md).
-    config.counter_bits = cluster::kCounterBits;
-    config.place = options.cluster->node;
   }
   return config;
 }
@@ -96,10 +96,15 @@ ReactorEngine::ReactorEngine(ServerOptions options, ShardLink* shard)
       signal_handler_{[this](std::uint32_t) { on_signal(); }} {
   if (shard_ != nullptr) {
     for (unsigned i = 0; i < shard_->set->count; ++i) {
-      if (i != shard_->index) router_.add_peer(i);
+      if (i != shard_->index) router_.add_peer(shard_place(i));
     }
     pending_.resize(shard_->set->count);
   }
+}
+
+// The router's place of shard `i` of this node.
+std::uint32_t ReactorEngine::shard_place(unsigned i) const noexcept {
+  return options_.cluster ? cluster::place_of(options_.cluster->node, i) : i;
 }
 
 ReactorEngine::~ReactorEngine() = default;
@@ -129,6 +134,7 @@ void ReactorEngine::setup_shard() {
   loop_->set_end_of_turn([this] { on_end_of_turn(); });
   router_.on_tick(now());
   next_trim_ = now() + kTrimInterval;
+  if (options_.cluster) start_cluster();
   shard_->set->loops[shard_->index].store(loop_.get());
 }
 
@@ -248,9 +254,9 @@ std::string ReactorEngine::clients_json() const {
 void ReactorEngine::on_end_of_turn() {
   finish_turn();
   if (shard_ != nullptr) exchange_with_peers();
-  if (cluster_) {
-    router_.flush_peers([this](std::uint32_t node, std::vector<char> batch, std::size_t frames) {
-      cluster_->send(node, std::move(batch), frames);
+  if (cluster_ && shard_ == nullptr) {
+    router_.flush_peers([this](std::uint32_t place, std::vector<char> batch, std::size_t frames) {
+      cluster_->send(place, std::move(batch), frames);
     });
   }
   if (turn_start_ >= next_trim_) {
@@ -331,7 +337,7 @@ void ReactorEngine::stop_now() {
 void ReactorEngine::start_cluster() {
   const cluster::Lease& lease = *options_.cluster;
   cluster::TransportEvents& events = *this;
-  cluster_ = std::make_unique<cluster::RedisTransport>(*loop_, lease, events);
+  cluster_ = std::make_unique<cluster::RedisTransport>(*loop_, lease, shard_ != nullptr ? shard_->index : 0, events);
   constexpr auto kJoinTimeout = std::chrono::seconds{5};
   const core::Time deadline = now() + kJoinTimeout;
   while (!cluster_->ready()) {
@@ -341,8 +347,10 @@ void ReactorEngine::start_cluster() {
     }
     if (!loop_->run_turn()) throw net::StartupError(std::string("epoll_wait failed: ") + std::strerror(errno));
   }
-  spdlog::info("{}: node {} of cluster '{}' at {} (lease {} ms)", name_, lease.node, lease.options.name,
-               lease.options.url, lease.options.lease.count());
+  if (shard_ == nullptr || shard_->index == 0) {
+    spdlog::info("{}: node {} of cluster '{}' at {} (lease {} ms)", name_, lease.node, lease.options.name,
+                 lease.options.url, lease.options.lease.count());
+  }
 }
 
 void ReactorEngine::leave_cluster() {
@@ -356,16 +364,20 @@ void ReactorEngine::on_batch(std::span<const char> batch) {
   router_.on_peer_batch(batch);
 }
 
-void ReactorEngine::on_node(std::uint32_t node, bool up) {
-  if (up) {
-    router_.add_peer(node);
-  } else {
-    router_.remove_peer(node);
+void ReactorEngine::on_node(std::uint32_t node, bool up, std::uint32_t shards) {
+  for (std::uint32_t s = 0; s < std::min(shards, cluster::kMaxShards); ++s) {
+    if (up) {
+      router_.add_peer(cluster::place_of(node, s));
+    } else {
+      router_.remove_peer(cluster::place_of(node, s));
+    }
   }
 }
 
 void ReactorEngine::on_blocked(bool blocked) {
-  for (std::uint32_t node = 0; node < cluster::kMaxNodes; ++node) router_.set_peer_blocked(node, blocked);
+  for (std::uint32_t place = 0; place < cluster::kMaxPlaces; ++place) {
+    if (cluster::node_of(place) != options_.cluster->node) router_.set_peer_blocked(place, blocked);
+  }
 }
 
 core::Stats ReactorEngine::totals() const {
@@ -417,8 +429,15 @@ bool ReactorEngine::receive_from_peers() {
 
 void ReactorEngine::publish_to_peers() {
   ShardSet& set = *shard_->set;
-  router_.flush_peers(
-      [this](std::uint32_t place, std::vector<char> batch, std::size_t) { pending_[place].push_back(std::move(batch)); });
+  router_.flush_peers([this](std::uint32_t place, std::vector<char> batch, std::size_t frames) {
+    if (!options_.cluster) {
+      pending_[place].push_back(std::move(batch));
+    } else if (cluster::node_of(place) == options_.cluster->node) {
+      pending_[cluster::shard_of(place)].push_back(std::move(batch));
+    } else {
+      cluster_->send(place, std::move(batch), frames);  // another node's
+    }
+  });
   for (unsigned to = 0; to < set.count; ++to) {
     if (pending_[to].empty()) continue;
     ShardRing& ring = set.ring(shard_->index, to);
@@ -448,7 +467,7 @@ void ReactorEngine::publish_to_peers() {
     if (pushed) {
       if (net::Loop* consumer = set.loops[to].load()) consumer->notify();
     }
-    router_.set_peer_blocked(to, !pending_[to].empty());
+    router_.set_peer_blocked(shard_place(to), !pending_[to].empty());
   }
 }
 

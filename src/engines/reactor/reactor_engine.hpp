@@ -69,7 +69,8 @@ class ReactorEngine final : public Engine, private cluster::TransportEvents {
   void start_cluster();
   void leave_cluster();
   void on_batch(std::span<const char> batch) override;
-  void on_node(std::uint32_t node, bool up) override;
+  void on_node(std::uint32_t node, bool up, std::uint32_t shards) override;
+  std::uint32_t shard_place(unsigned i) const noexcept;
   void on_blocked(bool blocked) override;
   core::Stats totals() const;
 

@@ -97,8 +97,7 @@ BenchOptions to_options(const Flags& f) {
   if (versions.empty()) bad_flag("--protocol: give v1, v2 or both");
   std::vector<TargetSpec> expanded;
   for (const TargetSpec& t : o.targets) {
-    const bool switchboard = t.kind == TargetKind::engine || t.kind == TargetKind::address;
-    if (!switchboard) {
+    if (!t.switchboard()) {
       expanded.push_back(t);
       continue;
     }
@@ -230,8 +229,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option(
          "--target", flags->targets,
          "What to measure, repeatable or comma-separated: an engine name (started as `<this program> "
-         "serve`), nats, redis, addr:HOST:PORT (a switchboard already running; no RSS figures), engines "
-         "(every engine of this build), or all (every engine, nats and redis)")
+         "serve`), nats, redis, cluster (two reactor nodes joined through a redis-server: senders on one, "
+         "receivers on the other; server figures sum all three), addr:HOST:PORT (a switchboard already "
+         "running; no RSS figures), engines (every engine of this build), or all (every engine, nats, redis "
+         "and cluster)")
       ->delimiter(',')
       ->capture_default_str();
   CLI::Option* scenario_opt =

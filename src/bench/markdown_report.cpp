@@ -353,23 +353,31 @@ std::string render_report(const BenchOptions& o, const std::vector<RunResult>& r
   for (const auto& t : o.targets) targets += (targets.empty() ? "" : ", ") + t.label;
   std::string scenarios;
   for (auto s : o.scenarios) scenarios += (scenarios.empty() ? "" : ", ") + std::string(to_string(s));
-  out += markdown_table(
-      {"setting", "value"},
-      {{"targets", targets},
-       {"scenarios", scenarios},
-       {"pairs / payload / window", fmt::format("{} / {} bytes / {} messages", o.pairs, o.size, o.window)},
-       {"load threads", std::to_string(o.threads)},
-       {"warm-up / measured / drain",
-        fmt::format("{} / {} / {}", seconds_text(o.warmup), seconds_text(o.duration), seconds_text(o.drain))},
-       {"latency rate", fmt::format("{:g} msg/s", o.rate)},
-       {"conns clients / probe pairs", fmt::format("{} / {}", o.conns, o.probe_pairs)},
-       {"fanin senders", std::to_string(o.senders)},
-       {"server --max-pending",
-        o.server.max_pending.empty() ? fmt::format("server default (stall runs: {})", kStallMaxPending)
-                                     : o.server.max_pending},
-       {"server --slow-consumer", o.server.slow_consumer.empty() ? "server default" : o.server.slow_consumer},
-       {"server logs", o.log_dir}},
-      "ll");
+  std::vector<std::vector<std::string>> settings = {
+      {"targets", targets},
+      {"scenarios", scenarios},
+      {"pairs / payload / window", fmt::format("{} / {} bytes / {} messages", o.pairs, o.size, o.window)},
+      {"load threads", std::to_string(o.threads)},
+      {"warm-up / measured / drain",
+       fmt::format("{} / {} / {}", seconds_text(o.warmup), seconds_text(o.duration), seconds_text(o.drain))},
+      {"latency rate", fmt::format("{:g} msg/s", o.rate)},
+      {"conns clients / probe pairs", fmt::format("{} / {}", o.conns, o.probe_pairs)},
+      {"fanin senders", std::to_string(o.senders)},
+      {"server --max-pending", o.server.max_pending.empty()
+                                   ? fmt::format("server default (stall runs: {})", kStallMaxPending)
+                                   : o.server.max_pending},
+      {"server --slow-consumer", o.server.slow_consumer.empty() ? "server default" : o.server.slow_consumer},
+      {"server logs", o.log_dir}};
+  if (std::any_of(o.targets.begin(), o.targets.end(),
+                  [](const TargetSpec& t) { return t.kind == TargetKind::cluster; })) {
+    settings.push_back(
+        {"cluster",
+         "two `serve --engine reactor --cluster redis://...` nodes and the redis-server they share, all "
+         "started by the bench; every sender connects to node A and every receiver to node B, so every "
+         "message crosses nodes through Redis. Its server CPU and RSS figures are the sums over the two "
+         "nodes and redis-server (Redis included); the notes give each one's part"});
+  }
+  out += markdown_table({"setting", "value"}, settings, "ll");
 
   out += "\n## Results\n\n";
   for (Scenario s : kAllScenarios) {

@@ -59,6 +59,26 @@ nlohmann::json opt(const std::optional<T>& v) {
 
 }  // namespace
 
+std::string server_processes_note(const RunResult& r) {
+  std::string roles;
+  std::string cpu;
+  std::string rss;
+  bool any_cpu = false;
+  for (std::size_t i = 0; i < r.server_processes.size(); ++i) {
+    const auto& p = r.server_processes[i];
+    const bool last = i + 1 == r.server_processes.size();
+    roles += fmt::format("{}{}", i == 0 ? "" : last ? " and " : ", ", p.role);
+    cpu += fmt::format("{}{}", i == 0 ? "" : " + ", p.cpu ? fmt::format("{:.2f}", *p.cpu) : "n/a");
+    rss += fmt::format("{}{}", i == 0 ? "" : " + ", p.rss_peak_kib ? mib(*p.rss_peak_kib) : "n/a");
+    any_cpu = any_cpu || p.cpu.has_value();
+  }
+  // conns runs measure no CPU window.
+  return fmt::format(
+      "server figures are sums over {} (Redis included): {}RSS peaks {} (the RSS column is the highest sum "
+      "of samples taken together)",
+      roles, any_cpu ? fmt::format("CPU {} cores, ", cpu) : "", rss);
+}
+
 MachineFacts gather_machine_facts() {
   MachineFacts m;
   m.nproc = static_cast<unsigned>(::sysconf(_SC_NPROCESSORS_ONLN));
@@ -187,10 +207,18 @@ std::string format_notes(const std::vector<RunResult>& results) {
       out += fmt::format("; {}/{} probe messages arrived\n", r.probe_delivered, r.probe_pairs);
     }
     if (r.scenario != Scenario::conns && (r.server_cpu || r.bench_cpu)) {
-      out += fmt::format("- {}: CPU over the window, in cores: server {}, bench {}\n", who,
+      // Cores over the window per message of the window: server CPU time
+      // per delivered message. Not for the paced latency runs, whose
+      // servers are mostly idle: it would be their idle cost spread thin.
+      const std::string per_message = r.server_cpu && r.msgs_per_s > 0 && r.scenario != Scenario::latency
+                                          ? fmt::format(" ({:.0f} ns of server CPU per delivered message)",
+                                                        *r.server_cpu / r.msgs_per_s * 1e9)
+                                          : "";
+      out += fmt::format("- {}: CPU over the window, in cores: server {}, bench {}{}\n", who,
                          r.server_cpu ? fmt::format("{:.2f}", *r.server_cpu) : std::string("n/a"),
-                         r.bench_cpu ? fmt::format("{:.2f}", *r.bench_cpu) : std::string("n/a"));
+                         r.bench_cpu ? fmt::format("{:.2f}", *r.bench_cpu) : std::string("n/a"), per_message);
     }
+    if (!r.server_processes.empty()) out += "  " + server_processes_note(r) + "\n";
     if (!r.drained)
       out += fmt::format("- {}: not every message had arrived when the drain time ran out\n", who);
     if (r.integrity.misrouted > 0)
@@ -251,7 +279,12 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
       {"latency", "ns, one-way, from the write of the message to its receipt"},
       {"send_lag", "ns, latency scenario: how late each message was written against the planned rate"},
       {"mb_per_s", "payload bytes delivered per second / 10^6"},
-      {"rss", "KiB from /proc/PID/status of the server"},
+      {"rss",
+       "KiB from /proc/PID/status of the server (cluster: summed over its two nodes and its redis-server; "
+       "server_processes has each)"},
+      {"cpu_cores",
+       "CPU over the measurement window, in cores, from /proc/PID/stat (cluster: summed over its two nodes "
+       "and its redis-server)"},
       {"flood_held",
        "stall: flood messages delivered late, at the readout after the run (the deaf receiver reads nothing "
        "before): kept by the server or in socket buffers until then; the same count as flood_delivered, "
@@ -297,6 +330,17 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
     x["rss_per_conn_bytes"] = opt(r.rss_per_conn_bytes);
     x["rss_per_client_bytes"] = opt(r.rss_per_client_bytes);
     x["cpu_cores"] = {{"server", opt(r.server_cpu)}, {"bench", opt(r.bench_cpu)}};
+    if (!r.server_processes.empty()) {
+      nlohmann::json procs = nlohmann::json::array();
+      for (const auto& p : r.server_processes) {
+        procs.push_back({{"role", p.role},
+                         {"command", p.command},
+                         {"rss_peak_kib", opt(p.rss_peak_kib)},
+                         {"vm_hwm_kib", opt(p.hwm_kib)},
+                         {"cpu_cores", opt(p.cpu)}});
+      }
+      x["server_processes"] = std::move(procs);
+    }
     if (r.scenario == Scenario::stall) {
       x["stall"] = {{"baseline_msgs_per_s", opt(r.baseline_msgs_per_s)},
                     {"healthy_fraction", opt(r.healthy_fraction)},

@@ -35,6 +35,9 @@ std::string thousands(double v);
 // The table (one row per run) and a few lines of notes under it.
 std::string format_table(const std::vector<RunResult>& results);
 std::string format_notes(const std::vector<RunResult>& results);
+// A run against a target of several processes (RunResult::server_processes
+// not empty): which processes the server figures sum, and each one's part.
+std::string server_processes_note(const RunResult& r);
 
 nlohmann::json to_json(const BenchOptions& options, const std::vector<RunResult>& results,
                        const MachineFacts& machine, const std::vector<std::string>& command_line);

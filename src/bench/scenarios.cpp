@@ -27,15 +27,16 @@ std::int64_t to_ns(std::chrono::milliseconds d) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
 }
 
-// The workers' plans for one run: pairs spread round-robin over threads,
-// each pair's two clients on the same thread.
+}  // namespace
+
 std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, PeerProtocol protocol,
-                                   const net::Endpoint& endpoint) {
+                                   const Endpoints& endpoints) {
   std::vector<WorkerPlan> plans;
   auto base = [&] {
     WorkerPlan p;
     p.protocol = protocol;
-    p.endpoint = endpoint;
+    p.endpoint = endpoints.senders;
+    p.receiver_endpoint = endpoints.receivers;
     p.payload_size = o.size;
     p.window = o.window;
     return p;
@@ -50,12 +51,21 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
     p.setup_timeout = 120s;
     std::mt19937_64 rng(o.seed);
     std::uniform_int_distribution<std::uint32_t> pick(0, o.conns - 1);
+    // Split endpoints: senders among the even clients, receivers among the
+    // odd ones, so that no client has to be on both nodes.
+    std::uniform_int_distribution<std::uint32_t> pick_even(0, (o.conns + 1) / 2 - 1);
+    std::uniform_int_distribution<std::uint32_t> pick_odd(0, o.conns / 2 - 1);
     for (std::uint32_t i = 0; i < o.probe_pairs; ++i) {
       StreamPlan s;
-      s.from = pick(rng);
-      do {
-        s.to = pick(rng);
-      } while (s.to == s.from);
+      if (endpoints.receivers) {
+        s.from = 2 * pick_even(rng);
+        s.to = 2 * pick_odd(rng) + 1;
+      } else {
+        s.from = pick(rng);
+        do {
+          s.to = pick(rng);
+        } while (s.to == s.from);
+      }
       s.budget = 1;
       p.streams.push_back(s);
     }
@@ -116,6 +126,8 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
   }
   return plans;
 }
+
+namespace {
 
 // Raises the soft open-files limit to the hard one; the bench needs one fd
 // per connection plus a few. Returns the limit in force.
@@ -179,20 +191,39 @@ class Run {
       return fail("failed", e.what());
     }
     r_.server_command = server->command();
-    r_.server_log = server->log_path();
-    const auto pid = server->pid();
+    r_.server_log = server->logs();
+    // Every process the bench started for the target: its RSS and CPU
+    // figures are their sums, and each one's part is kept when there are
+    // several (a cluster's nodes and its Redis).
+    const std::vector<ServerProcessInfo> procs = server->processes();
+    const bool measured = !procs.empty();
+    if (procs.size() > 1) {
+      for (const auto& p : procs) r_.server_processes.push_back({p.role, p.command, {}, {}, {}});
+    }
     auto sample = [&]() -> std::optional<MemorySample> {
-      if (!pid) return std::nullopt;
-      auto m = read_memory(*pid);
-      if (m) r_.rss_peak_kib = std::max(r_.rss_peak_kib.value_or(0), m->rss_kib);
-      return m;
+      if (!measured) return std::nullopt;
+      MemorySample sum;
+      for (std::size_t i = 0; i < procs.size(); ++i) {
+        const auto m = read_memory(procs[i].pid);
+        if (!m) return std::nullopt;  // one has gone: a sum without it would be no figure at all
+        sum.rss_kib += m->rss_kib;
+        sum.hwm_kib += m->hwm_kib;
+        if (!r_.server_processes.empty()) {
+          auto& peak = r_.server_processes[i].rss_peak_kib;
+          peak = std::max(peak.value_or(0), m->rss_kib);
+          r_.server_processes[i].hwm_kib = m->hwm_kib;
+        }
+      }
+      r_.rss_peak_kib = std::max(r_.rss_peak_kib.value_or(0), sum.rss_kib);
+      return sum;
     };
-    if (pid) {
+    if (measured) {
       std::this_thread::sleep_for(100ms);
       if (auto m = sample()) r_.rss_start_kib = m->rss_kib;
     }
 
-    auto plans = make_plans(scenario_, o_, protocol, server->endpoint());
+    auto plans =
+        make_plans(scenario_, o_, protocol, Endpoints{server->endpoint(), server->receiver_endpoint()});
     Coordinator coordinator(plans.size());
     std::vector<std::unique_ptr<Worker>> workers;
     workers.reserve(plans.size());
@@ -230,7 +261,7 @@ class Run {
       progress_.clear();
       return fail("failed", why);
     }
-    if (scenario_ == Scenario::conns && pid) {
+    if (scenario_ == Scenario::conns && measured) {
       std::this_thread::sleep_for(kSettle);
       if (auto m = sample()) r_.rss_idle_kib = m->rss_kib;
     }
@@ -247,7 +278,7 @@ class Run {
     // the window's edges (to within its 10 ms ticks).
     struct CpuMark {
       std::int64_t at = 0;
-      std::optional<double> server;
+      std::vector<std::optional<double>> server;  // per process
       double bench = 0;
     };
     std::optional<CpuMark> cpu_from;
@@ -255,7 +286,7 @@ class Run {
     auto mark = [&] {
       CpuMark m;
       m.at = now_ns();
-      if (pid) m.server = process_cpu_seconds(*pid);
+      for (const auto& p : procs) m.server.push_back(process_cpu_seconds(p.pid));
       m.bench = self_cpu_seconds();
       return m;
     };
@@ -297,7 +328,7 @@ class Run {
     }
     for (auto& t2 : threads) t2.join();
     progress_.clear();
-    if (pid && server->alive()) {
+    if (measured && server->alive()) {
       if (auto m = sample()) r_.hwm_kib = m->hwm_kib;
     }
     r_.server_exit = server->stop();
@@ -306,7 +337,20 @@ class Run {
     if (cpu_from && cpu_to && cpu_to->at > cpu_from->at) {
       const double wall = static_cast<double>(cpu_to->at - cpu_from->at) / 1e9;
       r_.bench_cpu = (cpu_to->bench - cpu_from->bench) / wall;
-      if (cpu_from->server && cpu_to->server) r_.server_cpu = (*cpu_to->server - *cpu_from->server) / wall;
+      // The sum only if every process could be read at both edges.
+      std::optional<double> sum = measured ? std::optional<double>(0.0) : std::nullopt;
+      for (std::size_t i = 0; i < procs.size(); ++i) {
+        const auto& from = cpu_from->server[i];
+        const auto& to = cpu_to->server[i];
+        if (!from || !to) {
+          sum.reset();
+          continue;
+        }
+        const double cores = (*to - *from) / wall;
+        if (sum) *sum += cores;
+        if (!r_.server_processes.empty()) r_.server_processes[i].cpu = cores;
+      }
+      r_.server_cpu = sum;
     }
     r_.seconds = static_cast<double>(t.send_until - t.measure_from) / 1e9;
     r_.msgs_per_s = static_cast<double>(r_.delivered_in_window) / r_.seconds;

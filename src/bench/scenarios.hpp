@@ -14,6 +14,7 @@
 #include "bench/histogram.hpp"
 #include "bench/targets.hpp"
 #include "bench/verifier.hpp"
+#include "bench/worker.hpp"
 
 namespace sb::bench {
 
@@ -80,6 +81,18 @@ struct RunResult {
   // whole time): tells whether the server or the load generator was the limit.
   std::optional<double> server_cpu;
   std::optional<double> bench_cpu;
+  // A target of several processes (cluster: node A, node B, redis-server):
+  // the server figures above are their sums (RSS: the highest sum of one
+  // round of samples; VmHWM: the sum of each one's peak, an upper bound of
+  // the sums' peak), and these are each one's part. Empty for one server.
+  struct ServerProcess {
+    std::string role;
+    std::vector<std::string> command;
+    std::optional<std::uint64_t> rss_peak_kib;
+    std::optional<std::uint64_t> hwm_kib;
+    std::optional<double> cpu;  // cores over the measurement window
+  };
+  std::vector<ServerProcess> server_processes;
 
   // stall
   std::optional<double> baseline_msgs_per_s;
@@ -141,6 +154,22 @@ class Progress {
   bool enabled_ = false;
   bool shown_ = false;
 };
+
+// Where a run's clients connect: every one to `senders`, or, when
+// `receivers` is given (a cluster's second node), each stream's receiver
+// there (WorkerPlan::receiver_endpoint).
+struct Endpoints {
+  net::Endpoint senders;
+  std::optional<net::Endpoint> receivers;
+};
+
+// The workers' plans for one run: pairs spread round-robin over threads,
+// each pair's two clients on the same thread; conns and fanin on one
+// worker. With split endpoints no client both sends and receives (conns
+// then draws its probe senders from the even clients and its receivers
+// from the odd ones).
+std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, PeerProtocol protocol,
+                                   const Endpoints& endpoints);
 
 // Runs every scenario against every target, in the order given; a stall
 // run is preceded by a plain throughput run with the same pairs (reused if

@@ -183,6 +183,21 @@ bool Worker::setup() {
     return false;
   }
   clients_.resize(plan_.clients);
+  at_receiver_endpoint_.assign(plan_.clients, false);
+  if (plan_.receiver_endpoint) {
+    std::vector<bool> sends(plan_.clients, false);
+    for (const StreamPlan& s : plan_.streams) {
+      sends[s.from] = true;
+      at_receiver_endpoint_[s.to] = true;
+    }
+    for (std::uint32_t c = 0; c < plan_.clients; ++c) {
+      if (sends[c] && at_receiver_endpoint_[c]) {
+        result_.error =
+            fmt::format("client {} both sends and receives, so it has no one node to connect to", c);
+        return false;
+      }
+    }
+  }
   const bool redis = plan_.protocol == PeerProtocol::redis;
   conns_.reserve(std::size_t{plan_.clients} * (redis ? 2 : 1));
   try {
@@ -248,7 +263,8 @@ void Worker::open_connection(std::uint32_t client, bool publisher) {
   // A deaf client's receiving connection (Redis: not its PUBLISH one).
   const bool deaf = !publisher && std::find(plan_.deaf.begin(), plan_.deaf.end(), client) != plan_.deaf.end();
   // Blocking: one SYN in flight at a time, never a full backlog.
-  net::Fd fd = net::connect_tcp(plan_.endpoint, deaf ? kDeafReceiverConnect : net::ConnectOptions{});
+  const net::Endpoint& where = at_receiver_endpoint_[client] ? *plan_.receiver_endpoint : plan_.endpoint;
+  net::Fd fd = net::connect_tcp(where, deaf ? kDeafReceiverConnect : net::ConnectOptions{});
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     throw std::runtime_error(fmt::format("fcntl O_NONBLOCK: {}", errno_text(errno)));

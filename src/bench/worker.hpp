@@ -74,7 +74,11 @@ struct StreamPlan {
 
 struct WorkerPlan {
   PeerProtocol protocol = PeerProtocol::switchboard;
-  net::Endpoint endpoint;
+  net::Endpoint endpoint;  // where every client connects, but for receivers given a receiver_endpoint
+  // A cluster's second node: every client that is the receiver (`to`) of a
+  // stream connects here instead, so that each message crosses between
+  // nodes. A client may then not also send (setup fails if one does).
+  std::optional<net::Endpoint> receiver_endpoint;
   std::uint32_t first_client = 0;  // global index of local client 0: names its NATS subject / Redis channel
   std::uint32_t clients = 0;
   std::uint32_t first_stream = 0;  // global ID of streams[0], carried in every payload
@@ -208,6 +212,7 @@ class Worker {
   int epoll_fd_ = -1;
   std::vector<Conn> conns_;
   std::vector<Client> clients_;
+  std::vector<bool> at_receiver_endpoint_;  // per local client: connects to plan_.receiver_endpoint
   std::vector<Stream> streams_;
   std::vector<std::uint32_t> dirty_;
   std::vector<char> scratch_;

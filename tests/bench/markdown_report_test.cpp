@@ -239,6 +239,50 @@ TEST(Markdown, ReportHasCommandMachineChartsAndFailures) {
   EXPECT_FALSE(contains(r2, "![")) << r2;
 }
 
+// A cluster's server figures are sums over its nodes and Redis, and the
+// notes and the settings say so, with each process' part.
+TEST(Report, ClusterFiguresSayTheySumNodesAndRedis) {
+  RunResult r = ok_run("cluster", Scenario::throughput);
+  r.msgs_per_s = 1'000'000;
+  r.server_cpu = 1.5;
+  r.bench_cpu = 1.0;
+  r.rss_peak_kib = 25600;
+  r.server_processes = {{"node A", {"switchboard", "serve"}, 8192, 9000, 0.5},
+                        {"node B", {"switchboard", "serve"}, 7168, 8000, 0.6},
+                        {"redis-server", {"redis-server"}, 10240, 11000, 0.4}};
+  const std::string notes = format_notes({r});
+  EXPECT_TRUE(
+      contains(notes,
+               "- cluster throughput: CPU over the window, in cores: server 1.50, bench 1.00 (1500 ns of "
+               "server CPU per delivered message)\n"))
+      << notes;
+  EXPECT_TRUE(
+      contains(notes,
+               "  server figures are sums over node A, node B and redis-server (Redis included): CPU 0.50 "
+               "+ 0.60 + 0.40 cores, RSS peaks 8.0 MiB + 7.0 MiB + 10.0 MiB"))
+      << notes;
+  // One server: no breakdown.
+  RunResult one = r;
+  one.target = "reactor";
+  one.server_processes.clear();
+  EXPECT_FALSE(contains(format_notes({one}), "sums over")) << format_notes({one});
+
+  BenchOptions o = options();
+  o.targets = parse_targets({"reactor,cluster"});
+  o.scenarios = {Scenario::throughput};
+  const std::string report = render_report(o, {one, r}, ReportMeta{}, ChartsOutcome{});
+  EXPECT_TRUE(contains(report, "| cluster | two `serve --engine reactor --cluster redis://...` nodes"))
+      << report;
+  EXPECT_TRUE(contains(report, "sums over the two nodes and redis-server (Redis included)")) << report;
+  o.targets = parse_targets({"reactor"});
+  EXPECT_FALSE(contains(render_report(o, {one}, ReportMeta{}, ChartsOutcome{}), "| cluster |"));
+
+  const nlohmann::json j = to_json(o, {r}, MachineFacts{}, {});
+  ASSERT_EQ(j["runs"][0]["server_processes"].size(), 3u);
+  EXPECT_EQ(j["runs"][0]["server_processes"][2]["role"], "redis-server");
+  EXPECT_EQ(j["runs"][0]["server_processes"][2]["cpu_cores"], 0.4);
+}
+
 TEST(Charts, PicksTheBestTerminalOffered) {
   const std::string listing =
       "Available terminal types:\n"

@@ -48,11 +48,40 @@ TEST(Targets, EnginesAndAllExpandToEveryEngineOfTheBuild) {
   }
   EXPECT_EQ(parse_targets({"all-engines"}).size(), engines::kEngineNames.size());
   const auto all = parse_targets({"all"});
-  ASSERT_EQ(all.size(), engines::kEngineNames.size() + 2);
-  EXPECT_EQ(all[all.size() - 2].kind, TargetKind::nats);
-  EXPECT_EQ(all[all.size() - 2].label, "nats");
-  EXPECT_EQ(all.back().kind, TargetKind::redis);
-  EXPECT_EQ(all.back().label, "redis");
+  ASSERT_EQ(all.size(), engines::kEngineNames.size() + 3);
+  for (std::size_t i = 0; i < engines::kEngineNames.size(); ++i)
+    EXPECT_EQ(all[i].engine, engines::kEngineNames[i]);
+  EXPECT_EQ(all[all.size() - 3].kind, TargetKind::nats);
+  EXPECT_EQ(all[all.size() - 3].label, "nats");
+  EXPECT_EQ(all[all.size() - 2].kind, TargetKind::redis);
+  EXPECT_EQ(all[all.size() - 2].label, "redis");
+  EXPECT_EQ(all.back().kind, TargetKind::cluster);
+  EXPECT_EQ(all.back().label, "cluster");
+}
+
+TEST(Targets, ClusterIsASwitchboardTargetButNotAnEngine) {
+  const auto t = parse_targets({"reactor,cluster", "nats"});
+  ASSERT_EQ(t.size(), 3u);
+  EXPECT_EQ(t[1].kind, TargetKind::cluster);
+  EXPECT_EQ(t[1].label, "cluster");
+  EXPECT_EQ(t[1].engine, "");
+  // Its clients speak switchboard's protocol, so --protocol v2 applies to it.
+  EXPECT_TRUE(t[1].switchboard());
+  EXPECT_EQ(t[1].protocol(), PeerProtocol::switchboard);
+  TargetSpec v2 = t[1];
+  v2.version = 2;
+  EXPECT_EQ(v2.protocol(), PeerProtocol::switchboard_v2);
+  EXPECT_TRUE(t[0].switchboard());
+  EXPECT_FALSE(t[2].switchboard());
+  EXPECT_FALSE(parse_targets({"redis"})[0].switchboard());
+  // "engines" is the engines' names only.
+  for (const auto& e : parse_targets({"engines"})) EXPECT_NE(e.kind, TargetKind::cluster);
+  try {
+    parse_targets({"clusters"});
+    ADD_FAILURE() << "clusters was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cluster,"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Scenarios, FaninAndAll) {
@@ -74,6 +103,76 @@ TEST(Scenarios, Parse) {
   EXPECT_EQ(s[1], Scenario::stall);
   EXPECT_EQ(s[2], Scenario::conns);
   EXPECT_THROW(parse_scenarios({"soak"}), std::invalid_argument);
+}
+
+// Every stream's ends, as the plans give them for one run.
+struct Ends {
+  std::vector<std::vector<bool>> sends;     // per plan, per local client
+  std::vector<std::vector<bool>> receives;  // per plan, per local client
+};
+
+Ends ends_of(const std::vector<WorkerPlan>& plans) {
+  Ends e;
+  for (const auto& p : plans) {
+    std::vector<bool> sends(p.clients, false);
+    std::vector<bool> receives(p.clients, false);
+    for (const auto& s : p.streams) {
+      sends.at(s.from) = true;
+      receives.at(s.to) = true;
+    }
+    e.sends.push_back(std::move(sends));
+    e.receives.push_back(std::move(receives));
+  }
+  return e;
+}
+
+TEST(Plans, SplitEndpointsGiveEveryScenarioSendersAndReceiversThatDoNotMix) {
+  BenchOptions o;
+  o.pairs = 5;
+  o.threads = 2;
+  o.conns = 7;  // odd: one more even client than odd ones
+  o.probe_pairs = 40;
+  o.senders = 3;
+  const net::Endpoint a{"127.0.0.1", 1111};
+  const net::Endpoint b{"127.0.0.1", 2222};
+  for (Scenario scenario : kAllScenarios) {
+    SCOPED_TRACE(std::string(to_string(scenario)));
+    const auto plans = make_plans(scenario, o, PeerProtocol::switchboard, Endpoints{a, b});
+    ASSERT_FALSE(plans.empty());
+    const Ends e = ends_of(plans);
+    std::size_t streams = 0;
+    for (std::size_t i = 0; i < plans.size(); ++i) {
+      EXPECT_EQ(plans[i].endpoint.port, a.port);
+      ASSERT_TRUE(plans[i].receiver_endpoint.has_value());
+      EXPECT_EQ(plans[i].receiver_endpoint->port, b.port);
+      for (std::uint32_t c = 0; c < plans[i].clients; ++c)
+        EXPECT_FALSE(e.sends[i][c] && e.receives[i][c]) << "client " << c << " of plan " << i;
+      streams += plans[i].streams.size();
+    }
+    EXPECT_GT(streams, 0u);
+  }
+}
+
+TEST(Plans, OneEndpointLeavesThePlansAsTheyWere) {
+  BenchOptions o;
+  o.pairs = 4;
+  o.threads = 2;
+  o.conns = 50;
+  o.probe_pairs = 10;
+  const net::Endpoint a{"127.0.0.1", 1111};
+  for (Scenario scenario : kAllScenarios) {
+    SCOPED_TRACE(std::string(to_string(scenario)));
+    for (const auto& p : make_plans(scenario, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt})) {
+      EXPECT_EQ(p.endpoint.port, a.port);
+      EXPECT_FALSE(p.receiver_endpoint.has_value());
+    }
+  }
+  // conns draws its probe pairs from every client, as before: with seed 1
+  // some sender is odd or some receiver even.
+  const auto conns = make_plans(Scenario::conns, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt});
+  bool mixed = false;
+  for (const auto& s : conns.at(0).streams) mixed = mixed || s.from % 2 == 1 || s.to % 2 == 0;
+  EXPECT_TRUE(mixed);
 }
 
 TEST(ChildProcess, StopsWithSigtermAndReports) {

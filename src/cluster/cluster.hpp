@@ -57,8 +57,9 @@ ClusterOptions parse_cluster_url(std::string_view url);
 // a sharded node listens on NAME:node:<n>.<s>.
 std::string lease_key(std::string_view name, std::uint32_t node);
 std::string place_channel(std::string_view name, std::uint32_t place);
-// Where nodes say they joined or left (the body is "join N" or "leave N";
-// receivers only take it as a cue to read the leases).
+// Where nodes say they joined or left: "join N VALUE" or "leave N VALUE",
+// VALUE being the lease's. Receivers take it at once (so that a new node's
+// clients are routable as soon as it listens), then read the leases.
 std::string members_channel(std::string_view name);
 
 // This node's lease: its number, and the random value that proves the key

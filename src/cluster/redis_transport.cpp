@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstring>
 
 #include "protocol/wire.hpp"
@@ -356,9 +357,27 @@ void RedisTransport::set_member(std::uint32_t node, const std::string& value) {
   }
 }
 
+// "join N VALUE" or "leave N VALUE" (anything else is ignored).
+void RedisTransport::on_members_message(std::string_view text) {
+  const auto first = text.find(' ');
+  const auto second = first == std::string_view::npos ? first : text.find(' ', first + 1);
+  if (second == std::string_view::npos) return;
+  const std::string_view what = text.substr(0, first);
+  const std::string_view number = text.substr(first + 1, second - first - 1);
+  const std::string value(text.substr(second + 1));
+  std::uint32_t node = 0;
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), node);
+  if (ec != std::errc{} || end != number.data() + number.size() || node >= kMaxNodes) return;
+  if (what == "join") {
+    set_member(node, value);
+  } else if (what == "leave" && members_[node] == value) {
+    set_member(node, std::string());
+  }
+}
+
 // ---- Publishing ----
 
-void RedisTransport::send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) {
+void RedisTransport::send(std::uint32_t to, std::span<const char> batch, std::size_t frames) {
   if (to >= kMaxPlaces || node_of(to) == lease_.node) return;
   if (!pub_ready_ || leaving_) {
     lose_unreachable(frames);
@@ -442,6 +461,12 @@ void RedisTransport::update_blocked() {
   }
 }
 
+// As a client's output: written in the turn that made it, not a turn later
+// when epoll reports the socket writable.
+void RedisTransport::flush() {
+  if (pub_ready_ && !published_.empty()) redisAsyncHandleWrite(pub_->context());
+}
+
 bool RedisTransport::idle() const noexcept {
   return published_.empty();
 }
@@ -458,8 +483,10 @@ void RedisTransport::on_message(redisReply* reply) {
   if (what == "subscribe" && std::string_view(channel->str, channel->len) == channel_) subscribed_ = true;
   if (what != "message" || body->type != REDIS_REPLY_STRING) return;
   if (std::string_view(channel->str, channel->len) != channel_) {
-    // The members channel: someone joined or left. Look now rather than at
-    // the next poll, so that its clients are routable at once.
+    // The members channel: someone joined or left. Taken at once, so that
+    // a new node's clients are routable as soon as it listens; the leases
+    // are read too, to catch up on anything else.
+    on_members_message(std::string_view(body->str, body->len));
     if (pub_ready_) poll(now_);
     return;
   }

@@ -32,6 +32,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cluster/cluster.hpp"
@@ -51,7 +52,8 @@ class RedisTransport final : public Transport {
   RedisTransport(net::Loop& loop, Lease lease, std::uint32_t shard, TransportEvents& events);
   ~RedisTransport() override;
 
-  void send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) override;
+  void send(std::uint32_t to, std::span<const char> batch, std::size_t frames) override;
+  void flush() override;
   void on_tick(core::Time now) override;
   void leave() override;
   bool ready() const noexcept override { return pub_ready_ && subscribed_; }
@@ -82,6 +84,7 @@ class RedisTransport final : public Transport {
   void on_refresh_reply(redisReply* reply);
   void on_members_reply(redisReply* reply);
   void on_message(redisReply* reply);
+  void on_members_message(std::string_view text);
   void set_member(std::uint32_t node, const std::string& value);
   void new_streams(std::uint32_t node);
   void lose_unreachable(std::size_t frames);

@@ -41,7 +41,10 @@ class Transport {
   // Hands over the batch of `frames` frames built for place `to` (a shard
   // of another node) this turn. It goes out at most once; what cannot go
   // is counted by reason.
-  virtual void send(std::uint32_t to, std::vector<char>&& batch, std::size_t frames) = 0;
+  virtual void send(std::uint32_t to, std::span<const char> batch, std::size_t frames) = 0;
+  // Writes what send() queued this turn, as far as the socket takes it
+  // (the rest when it is writable): once per turn, after the sends.
+  virtual void flush() = 0;
   // Called every loop turn: leases, membership, reconnects.
   virtual void on_tick(core::Time now) = 0;
   // Joined: publishing, and subscribed to this node's channel.

@@ -719,16 +719,23 @@ void Router::remove_peer(std::uint32_t place) {
   }
 }
 
-std::vector<char> Router::take_peer_batch(std::uint32_t place, std::size_t& frames) {
-  std::vector<char> batch;
+std::vector<char>* Router::take_peer_batch(std::uint32_t place, std::size_t& frames) {
   Peer* pr = peer(place);
-  if (pr == nullptr) return batch;
-  batch.swap(pr->out);
+  if (pr == nullptr) return nullptr;
   frames = std::exchange(pr->frames, 0);
-  pr->last_batch = batch.size();
+  pr->last_batch = pr->out.size();
   pr->dirty = false;
-  if (!pr->reachable) batch.clear();  // left with nobody to hand it to: counted in remove_peer
-  return batch;
+  if (!pr->reachable) pr->out.clear();  // left with nobody to hand it to: counted in remove_peer
+  return &pr->out;
+}
+
+void Router::recycle_peer_batch(std::vector<char>& batch) noexcept {
+  constexpr std::size_t kKeep = std::size_t{1} << 20;
+  if (batch.capacity() > kKeep) {
+    std::vector<char>().swap(batch);  // a flood's batch: give its memory back
+  } else {
+    batch.clear();
+  }
 }
 
 void Router::set_peer_blocked(std::uint32_t place, bool blocked) {

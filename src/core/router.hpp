@@ -177,18 +177,23 @@ class Router {
   void remove_peer(std::uint32_t place);
   bool has_peer_output() const noexcept { return !dirty_peers_.empty(); }
   // Hands the batch built for each peer since the last call to
-  // `hand(place, std::vector<char>&& batch, std::size_t frames)` (`frames`:
+  // `hand(place, std::vector<char>& batch, std::size_t frames)` (`frames`:
   // how many client frames it holds, for the transport's loss counters):
   // the last thing of a loop turn, after the clients' writes (which can
-  // resume remote senders).
+  // resume remote senders). `hand` may move the batch away (a ring takes
+  // it whole) or copy it (a socket): what it leaves is cleared and its
+  // memory kept for the next turn's batch (up to 1 MiB), so a transport
+  // that copies does not make the router fill fresh pages every turn.
   template <class Hand>
   void flush_peers(Hand&& hand) {
     while (!dirty_peers_.empty()) {
       const std::uint32_t place = dirty_peers_.back();
       dirty_peers_.pop_back();
       std::size_t frames = 0;
-      std::vector<char> batch = take_peer_batch(place, frames);
-      if (!batch.empty()) hand(place, std::move(batch), frames);
+      std::vector<char>* batch = take_peer_batch(place, frames);
+      if (batch == nullptr) continue;
+      if (!batch->empty()) hand(place, *batch, frames);
+      recycle_peer_batch(*batch);
     }
   }
   // The transport to `place` is full: senders with frames for it pause
@@ -252,7 +257,8 @@ class Router {
   void on_peer_frame(ClientId source, ClientId to, bool source_v2, const Payload& p);
   void peer_error(ClientId to, protocol::ErrorCode code, ClientId subject);
   Peer* peer(std::uint32_t place) noexcept;
-  std::vector<char> take_peer_batch(std::uint32_t place, std::size_t& frames);
+  std::vector<char>* take_peer_batch(std::uint32_t place, std::size_t& frames);
+  static void recycle_peer_batch(std::vector<char>& batch) noexcept;
   std::vector<char>& peer_out(std::uint32_t place);
   void resume_sender(Client& sender);
   bool reading(const Client& c) const noexcept;

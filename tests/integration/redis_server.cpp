@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <memory>
+#include <thread>
 
 namespace sb::itest {
 
@@ -89,6 +90,33 @@ void RedisServer::launch() {
     }
     if (Clock::now() >= deadline) {
       throw HarnessError("redis-server on port " + std::to_string(port_) + " did not answer PING in time");
+    }
+  }
+}
+
+void wait_for_joins(const std::vector<const ServerProcess*>& nodes) {
+  // Each node's number, from its "cluster: node N of 'NAME'" line.
+  std::vector<std::string> numbers;
+  for (const ServerProcess* n : nodes) {
+    const std::string err = n->stderr_text();
+    const auto at = err.find("cluster: node ");
+    const auto end = at == std::string::npos ? at : err.find(' ', at + 14);
+    if (end == std::string::npos) throw HarnessError("a node logged no \"cluster: node N of\" line:\n" + tail(err));
+    numbers.push_back(err.substr(at + 14, end - at - 14));
+  }
+  const Deadline deadline = after(kStartTimeout);
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    for (std::size_t j = 0; j < nodes.size(); ++j) {
+      if (i == j) continue;
+      const std::string line = "node " + numbers[j] + " joined";
+      while (nodes[i]->stderr_text().find(line) == std::string::npos) {
+        if (Clock::now() >= deadline) {
+          throw HarnessError("node " + numbers[i] + " never saw node " + numbers[j] + " join:\n" +
+                             tail(nodes[i]->stderr_text()));
+        }
+        // The log is a file: look again in a moment (as wait_for_log does).
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+      }
     }
   }
 }

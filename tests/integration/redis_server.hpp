@@ -42,4 +42,10 @@ class RedisServer {
   std::vector<std::string> extra_;
 };
 
+// Cluster nodes learn of each other through Redis, a moment after each
+// listens: waits (bounded) until every node in `nodes` has logged that every
+// other one joined, so that a test's first frame across nodes is not
+// no_route. Throws HarnessError at the deadline.
+void wait_for_joins(const std::vector<const ServerProcess*>& nodes);
+
 }  // namespace sb::itest

@@ -66,7 +66,7 @@ struct Cluster {
       for (std::uint32_t from = 0; from < r.size(); ++from) {
         std::vector<std::pair<std::uint32_t, std::vector<char>>> batches;
         r[from]->flush_peers(
-            [&](std::uint32_t to, std::vector<char> batch, std::size_t) { batches.emplace_back(to, std::move(batch)); });
+            [&](std::uint32_t to, std::vector<char>& batch, std::size_t) { batches.emplace_back(to, std::move(batch)); });
         for (auto& [to, batch] : batches) {
           moved = true;
           r[to]->on_peer_batch(batch);

@@ -255,9 +255,10 @@ void ReactorEngine::on_end_of_turn() {
   finish_turn();
   if (shard_ != nullptr) exchange_with_peers();
   if (cluster_ && shard_ == nullptr) {
-    router_.flush_peers([this](std::uint32_t place, std::vector<char> batch, std::size_t frames) {
-      cluster_->send(place, std::move(batch), frames);
+    router_.flush_peers([this](std::uint32_t place, std::vector<char>& batch, std::size_t frames) {
+      cluster_->send(place, batch, frames);
     });
+    cluster_->flush();
   }
   if (turn_start_ >= next_trim_) {
     next_trim_ = now() + kTrimInterval;
@@ -429,15 +430,16 @@ bool ReactorEngine::receive_from_peers() {
 
 void ReactorEngine::publish_to_peers() {
   ShardSet& set = *shard_->set;
-  router_.flush_peers([this](std::uint32_t place, std::vector<char> batch, std::size_t frames) {
+  router_.flush_peers([this](std::uint32_t place, std::vector<char>& batch, std::size_t frames) {
     if (!options_.cluster) {
       pending_[place].push_back(std::move(batch));
     } else if (cluster::node_of(place) == options_.cluster->node) {
       pending_[cluster::shard_of(place)].push_back(std::move(batch));
     } else {
-      cluster_->send(place, std::move(batch), frames);  // another node's
+      cluster_->send(place, batch, frames);  // another node's
     }
   });
+  if (cluster_) cluster_->flush();
   for (unsigned to = 0; to < set.count; ++to) {
     if (pending_[to].empty()) continue;
     ShardRing& ring = set.ring(shard_->index, to);

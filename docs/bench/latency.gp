@@ -32,4 +32,5 @@ plot 'latency.dat' index 0 using 1:3 with linespoints lw 2 pt 7 ps 1.2 title "re
      'latency.dat' index 4 using 1:3 with linespoints lw 2 pt 11 ps 1.2 title "channel-per-writer", \
      'latency.dat' index 5 using 1:3 with linespoints lw 2 pt 15 ps 1.2 title "race", \
      'latency.dat' index 6 using 1:3 with linespoints lw 2 pt 4 ps 1.2 title "nats", \
-     'latency.dat' index 7 using 1:3 with linespoints lw 2 pt 6 ps 1.2 title "redis"
+     'latency.dat' index 7 using 1:3 with linespoints lw 2 pt 6 ps 1.2 title "redis", \
+     'latency.dat' index 8 using 1:3 with linespoints lw 2 pt 8 ps 1.2 title "cluster"

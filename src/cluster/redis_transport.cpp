@@ -179,36 +179,32 @@ RedisTransport::~RedisTransport() {
 
 // ---- Connections ----
 
-void RedisTransport::connect_pub() {
+// hiredis' callbacks are plain functions with the context only: the
+// template arguments say which connection's handlers they call.
+template <void (RedisTransport::*Up)(), void (RedisTransport::*Down)(bool, const char*)>
+void RedisTransport::connect(Connection& c) {
   std::string why;
-  const bool started = pub_->open(
+  const bool started = c.open(
       lease_.options,
       [](const redisAsyncContext* ac, int status) {
+        RedisTransport& t = owner_of(ac);
         if (status == REDIS_OK) {
-          owner_of(ac).on_pub_up();
+          (t.*Up)();
         } else {
-          owner_of(ac).on_pub_down(true, ac->errstr);
+          (t.*Down)(true, ac->errstr);
         }
       },
-      [](const redisAsyncContext* ac, int status) { owner_of(ac).on_pub_down(status != REDIS_OK, ac->errstr); },
+      [](const redisAsyncContext* ac, int status) { (owner_of(ac).*Down)(status != REDIS_OK, ac->errstr); },
       why);
-  if (!started) on_pub_down(true, why.c_str());
+  if (!started) (this->*Down)(true, why.c_str());
+}
+
+void RedisTransport::connect_pub() {
+  connect<&RedisTransport::on_pub_up, &RedisTransport::on_pub_down>(*pub_);
 }
 
 void RedisTransport::connect_sub() {
-  std::string why;
-  const bool started = sub_->open(
-      lease_.options,
-      [](const redisAsyncContext* ac, int status) {
-        if (status == REDIS_OK) {
-          owner_of(ac).on_sub_up();
-        } else {
-          owner_of(ac).on_sub_down(true, ac->errstr);
-        }
-      },
-      [](const redisAsyncContext* ac, int status) { owner_of(ac).on_sub_down(status != REDIS_OK, ac->errstr); },
-      why);
-  if (!started) on_sub_down(true, why.c_str());
+  connect<&RedisTransport::on_sub_up, &RedisTransport::on_sub_down>(*sub_);
 }
 
 void RedisTransport::on_pub_up() {
@@ -240,6 +236,7 @@ void RedisTransport::on_pub_down(bool error, const char* why) {
 }
 
 void RedisTransport::on_sub_up() {
+  if (unsubscribing_) return;  // stopping: not listening again
   sub_backoff_ = kFirstBackoff;
   if (sub_was_up_) ++stats_.cluster_reconnects;
   sub_was_up_ = true;
@@ -468,7 +465,20 @@ void RedisTransport::flush() {
 }
 
 bool RedisTransport::idle() const noexcept {
-  return published_.empty();
+  return published_.empty() && (!unsubscribing_ || !subscribed_);
+}
+
+// UNSUBSCRIBE: Redis confirms after every message it had for this shard,
+// and publishers see 0 receivers from then on (their frames count as
+// node_gone once the lease is given back).
+void RedisTransport::stop_listening() {
+  if (unsubscribing_) return;
+  unsubscribing_ = true;
+  if (!sub_->open() || !subscribed_) return;
+  const char* argv[] = {"UNSUBSCRIBE", channel_.c_str()};
+  const std::size_t lens[] = {11, channel_.size()};
+  redisAsyncCommandArgv(sub_->context(), nullptr, nullptr, 2, argv, lens);
+  redisAsyncHandleWrite(sub_->context());
 }
 
 // ---- Receiving ----
@@ -480,7 +490,9 @@ void RedisTransport::on_message(redisReply* reply) {
   const redisReply* body = reply->element[2];
   if (kind->type != REDIS_REPLY_STRING || channel->type != REDIS_REPLY_STRING) return;
   const std::string_view what(kind->str, kind->len);
-  if (what == "subscribe" && std::string_view(channel->str, channel->len) == channel_) subscribed_ = true;
+  const bool ours = std::string_view(channel->str, channel->len) == channel_;
+  if (what == "subscribe" && ours) subscribed_ = true;
+  if (what == "unsubscribe" && ours) subscribed_ = false;
   if (what != "message" || body->type != REDIS_REPLY_STRING) return;
   if (std::string_view(channel->str, channel->len) != channel_) {
     // The members channel: someone joined or left. Taken at once, so that

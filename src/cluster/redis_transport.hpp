@@ -57,6 +57,7 @@ class RedisTransport final : public Transport {
   void on_tick(core::Time now) override;
   void leave() override;
   bool ready() const noexcept override { return pub_ready_ && subscribed_; }
+  void stop_listening() override;
   bool idle() const noexcept override;
   const core::Stats& stats() const noexcept override { return stats_; }
 
@@ -73,6 +74,8 @@ class RedisTransport final : public Transport {
     bool known = false;
   };
 
+  template <void (RedisTransport::*Up)(), void (RedisTransport::*Down)(bool, const char*)>
+  void connect(Connection& c);
   void connect_pub();
   void connect_sub();
   void on_pub_up();
@@ -101,6 +104,7 @@ class RedisTransport final : public Transport {
   std::unique_ptr<Connection> sub_;
   bool pub_ready_ = false;
   bool subscribed_ = false;  // Redis confirmed the subscription to channel_
+  bool unsubscribing_ = false;  // stop_listening() sent UNSUBSCRIBE; subscribed_ falls when Redis confirms
   bool leaving_ = false;
   core::Time now_{};
   core::Time pub_retry_at_{};

@@ -49,8 +49,14 @@ class Transport {
   virtual void on_tick(core::Time now) = 0;
   // Joined: publishing, and subscribed to this node's channel.
   virtual bool ready() const noexcept = 0;
-  // Nothing handed over is still waiting to be written or answered (the
-  // drain waits for it).
+  // The node is stopping and its clients' queues are written: stop
+  // listening for frames, so that everything still sent to this shard is
+  // either received first (and routed: the drain goes on) or counted by
+  // its sender as sent to nobody.
+  virtual void stop_listening() = 0;
+  // Nothing handed over is still waiting to be written or answered, and,
+  // once stop_listening() was called, no frame can still arrive (the drain
+  // waits for both).
   virtual bool idle() const noexcept = 0;
   // Stops publishing and listening (the lease is given back by whoever
   // took it, once every shard has left).

@@ -699,6 +699,10 @@ void Router::remove_peer(std::uint32_t place) {
   if (pr == nullptr) return;
   pr->reachable = false;
   pr->blocked = false;
+  // Its unsent batch goes nowhere: its frames are no_route, as the next
+  // ones will be (a v2 sender hears so), the rest of it (verdicts for its
+  // clients) is moot.
+  drop_peer_batch(pr->out);
   stats_.discarded_bytes += pr->out.size();
   pr->out.clear();
   pr->frames = 0;
@@ -716,6 +720,31 @@ void Router::remove_peer(std::uint32_t place) {
     const std::size_t before = c->remote_pauses.size();
     std::erase_if(c->remote_pauses, [&](ClientId d) { return place_of(d) == place; });
     if (before > 0 && c->remote_pauses.empty() && !c->paused) actions_.push_back(ResumeReading{c->id});
+  }
+}
+
+void Router::drop_peer_batch(std::span<const char> batch) {
+  std::size_t pos = 0;
+  while (pos < batch.size()) {
+    const auto kind = static_cast<PeerKind>(batch[pos]);
+    if (kind == PeerKind::frame && batch.size() - pos >= kPeerFrameHeader) {
+      const auto flags = static_cast<std::uint8_t>(batch[pos + 9]);
+      const std::size_t body = protocol::load_be32(batch.data() + pos + 10) + ((flags & kNulFree) != 0 ? 1 : 0);
+      ++stats_.dropped_no_route;
+      if ((flags & kFromV2) != 0) {
+        if (Client* from = find(ClientId{protocol::load_be32(batch.data() + pos + 1)})) {
+          send_error(*from, ErrorCode::no_route, protocol::load_be32(batch.data() + pos + 5),
+                     error_reason(ErrorCode::no_route));
+        }
+      }
+      pos += kPeerFrameHeader + body;
+    } else if (kind == PeerKind::error) {
+      pos += 10;
+    } else if (kind == PeerKind::pause || kind == PeerKind::resume) {
+      pos += 9;
+    } else {
+      return;  // built here, so never: stop rather than guess
+    }
   }
 }
 

@@ -172,7 +172,8 @@ class Router {
     return static_cast<std::uint32_t>(static_cast<std::uint64_t>(to_u32(id)) >> config_.counter_bits);
   }
   // IDs of `place` become routable / no_route. Removing a peer resumes the
-  // senders its clients had paused and drops its unsent batch (counted).
+  // senders its clients had paused and drops its unsent batch (its frames
+  // count as dropped_no_route, and v2 senders get ERROR no_route).
   void add_peer(std::uint32_t place);
   void remove_peer(std::uint32_t place);
   bool has_peer_output() const noexcept { return !dirty_peers_.empty(); }
@@ -259,6 +260,7 @@ class Router {
   Peer* peer(std::uint32_t place) noexcept;
   std::vector<char>* take_peer_batch(std::uint32_t place, std::size_t& frames);
   static void recycle_peer_batch(std::vector<char>& batch) noexcept;
+  void drop_peer_batch(std::span<const char> batch);
   std::vector<char>& peer_out(std::uint32_t place);
   void resume_sender(Client& sender);
   bool reading(const Client& c) const noexcept;

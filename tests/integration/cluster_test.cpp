@@ -210,6 +210,52 @@ TEST_F(ClusterTest, ANodeThatStopsGivesItsNumberBackAndItsIdsAreNoRoute) {
   EXPECT_GE(e1.stat("dropped_no_route") + e1.stat("cluster_lost_node_gone"), 1u);
 }
 
+TEST_F(ClusterTest, SigtermOnANodeWhileAnotherRoutesToItLosesNothingUncounted) {
+  ServerProcess& n1 = start_node({"--cluster-lease", "30s"});
+  ServerProcess& n2 = start_node({"--cluster-lease", "30s"});
+  Client sender = connect_to(n1);
+  Client receiver = connect_to(n2);
+  Client local = connect_to(n1);
+  round_trip(sender, receiver, "before", after(kIoTimeout));
+  // A stream of numbered frames from node 1 to node 2, before, during and
+  // after node 2's drain and exit.
+  std::size_t queued = 0;
+  auto send_some = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) sender.queue_frame(receiver.id(), "frame " + std::to_string(queued++));
+  };
+  send_some(20000);  // about 240 KB: still being written while node 2 stops
+  pump({&sender, &receiver}, after(std::chrono::milliseconds{10}), [] { return false; });
+  n2.send_signal(SIGTERM);
+  const Deadline stopped_by = after(kStopTimeout);
+  while (!n2.wait_exit(after(std::chrono::milliseconds{1})).has_value()) {
+    ASSERT_LT(Clock::now(), stopped_by) << "node 2 did not stop";
+    pump({&sender, &receiver}, after(std::chrono::milliseconds{1}), [] { return false; });
+  }
+  send_some(200);  // after node 2 is gone
+  sender.flush(after(kIoTimeout));
+  // Node 1 is still up, its local clients unaffected.
+  round_trip(sender, local, "node 1 serves on", after(kIoTimeout));
+  // What node 2 delivered before it closed the receiver: a prefix of the
+  // stream, in order (what is lost is lost at the end).
+  const auto closing = receiver.read_until_close(after(kIoTimeout));
+  std::size_t delivered = 0;
+  for (std::size_t from = 0, nul = 0; (nul = closing.data.find('\0', from)) != std::string::npos; from = nul + 1) {
+    ASSERT_EQ(closing.data.substr(from, nul - from), "frame " + std::to_string(delivered));
+    ++delivered;
+  }
+  const ExitInfo e2 = *n2.wait_exit(after(kIoTimeout));
+  ASSERT_TRUE(e2.clean()) << e2.describe();
+  const ExitInfo e1 = n1.stop();
+  ASSERT_TRUE(e1.clean()) << e1.describe();
+  const std::uint64_t counted = e1.stat("dropped_no_route") + e1.stat("cluster_lost_node_gone") +
+                                e1.stat("cluster_lost_unreachable") + e2.stat("cluster_lost_subscriber");
+  std::cerr << "sent " << queued << ", delivered " << delivered << ", no_route " << e1.stat("dropped_no_route")
+            << ", node_gone " << e1.stat("cluster_lost_node_gone") << ", subscriber "
+            << e2.stat("cluster_lost_subscriber") << ", discarded bytes at node 2 " << e2.stat("discarded_bytes") << "\n";
+  EXPECT_EQ(e2.stat("discarded_bytes"), 0u) << "node 2 drained what it had for its client";
+  EXPECT_EQ(delivered + counted, queued) << "every frame delivered or counted, once";
+}
+
 TEST_F(ClusterTest, AKilledNodesIdsBecomeNoRouteWhenItsLeaseLapses) {
   ServerProcess& n1 = start_node({"--cluster-lease", "1s"});
   ServerProcess& n2 = start_node({"--cluster-lease", "1s"});

@@ -264,6 +264,9 @@ void ReactorEngine::on_end_of_turn() {
     next_trim_ = now() + kTrimInterval;
     give_memory_back(read_pool_, router_);
   }
+  // A cluster node stops listening once its queues are written, and is
+  // drained when what was still on its way has been routed and written too.
+  if (draining_ && cluster_ && router_.stats().pending_bytes == 0) cluster_->stop_listening();
   const bool drained = router_.stats().pending_bytes == 0 && (!cluster_ || cluster_->idle());
   if (draining_ && (drained || now() >= drain_deadline_)) loop_->request_stop();
 }

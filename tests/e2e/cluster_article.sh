@@ -9,32 +9,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${1:-$root/build/dev/src/cli/switchboard}
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "cluster_article.sh: FAILED: $*" >&2
-  for f in "$work"/*.err; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
-  exit 1
-}
-
-wait_for() {  # file pattern seconds
-  local deadline=$((SECONDS + $3))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    ((SECONDS < deadline)) || fail "timed out waiting for '$2' in $1"
-    sleep 0.1
-  done
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+script=cluster_article.sh
+# shellcheck source=tests/e2e/lib.sh
+source "$root/tests/e2e/lib.sh"
 
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >"$work/redis.err" 2>&1 &
@@ -50,7 +27,7 @@ for n in 1 2; do
   "$bin" serve --listen 127.0.0.1:0 --cluster "redis://127.0.0.1:$rport/e2e" >"$work/node$n.out" 2>"$work/node$n.err" &
   pids+=("$!")
   wait_for "$work/node$n.out" "listening on" 15
-  ports+=("$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/node$n.out")")
+  ports+=("$(listening_port "$work/node$n.out")")
 done
 
 python3 "$root/tests/e2e/article_client.py" "${ports[0]}" "${ports[1]}" || fail "the article's exchange across two nodes"

@@ -14,37 +14,14 @@ if ! command -v prometheus >/dev/null; then
   exit 0
 fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "prometheus.sh: FAILED: $*" >&2
-  for f in "$work"/*.err; do echo "--- $f" >&2; tail -n 20 "$f" >&2; done
-  exit 1
-}
-
-wait_for() {  # file pattern seconds
-  local deadline=$((SECONDS + $3))
-  until grep -q "$2" "$1" 2>/dev/null; do
-    ((SECONDS < deadline)) || fail "timed out waiting for '$2' in $1"
-    sleep 0.1
-  done
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+script=prometheus.sh
+# shellcheck source=tests/e2e/lib.sh
+source "$root/tests/e2e/lib.sh"
 
 "$bin" serve --listen 127.0.0.1:0 --metrics 127.0.0.1:0 >"$work/server.out" 2>"$work/server.err" &
 pids+=("$!")
 wait_for "$work/server.out" "listening on" 15
-port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.out")
+port=$(listening_port "$work/server.out")
 mport=$(sed -n 's|.*metrics on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$work/server.err")
 [[ -n "$port" && -n "$mport" ]] || fail "no ports in the server's output"
 

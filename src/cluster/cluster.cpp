@@ -59,8 +59,8 @@ Reply command(redisContext* c, const std::vector<std::string>& args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  return Reply{static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()))};
+  return Reply{
+      static_cast<redisReply*>(redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data()))};
 }
 
 std::string random_value() {
@@ -143,12 +143,12 @@ Lease acquire_lease(const ClusterOptions& options, std::uint32_t shards) {
   for (std::uint32_t node = 0; node < kMaxNodes; ++node) {
     Reply r = command(c.get(), {"SET", lease_key(options.name, node), lease.value, "NX", "PX", px});
     if (!r) {
-      throw net::StartupError("--cluster: Redis at " + where(options) + " did not answer: " +
-                              (c->err != 0 ? c->errstr : "no reply"));
+      throw net::StartupError("--cluster: Redis at " + where(options) +
+                              " did not answer: " + (c->err != 0 ? c->errstr : "no reply"));
     }
     if (r->type == REDIS_REPLY_ERROR) {
-      throw net::StartupError("--cluster: Redis at " + where(options) + " refused a lease: " +
-                              std::string(r->str, r->len));
+      throw net::StartupError("--cluster: Redis at " + where(options) +
+                              " refused a lease: " + std::string(r->str, r->len));
     }
     if (r->type == REDIS_REPLY_STATUS) {
       lease.node = node;
@@ -160,10 +160,11 @@ Lease acquire_lease(const ClusterOptions& options, std::uint32_t shards) {
       }
       for (std::size_t i = 0; i < m->elements; ++i) {
         const redisReply* e = m->element[i];
-        lease.members.emplace_back(e->type == REDIS_REPLY_STRING ? std::string(e->str, e->len) : std::string());
+        lease.members.emplace_back(e->type == REDIS_REPLY_STRING ? std::string(e->str, e->len)
+                                                                 : std::string());
       }
-      (void)command(c.get(),
-                    {"PUBLISH", members_channel(options.name), "join " + std::to_string(node) + " " + lease.value});
+      (void)command(c.get(), {"PUBLISH", members_channel(options.name),
+                              "join " + std::to_string(node) + " " + lease.value});
       return lease;
     }
     // nil: that number is taken; try the next.
@@ -176,8 +177,8 @@ bool release_lease(const Lease& lease) {
   std::string error;
   Context c = connect(lease.options, kReleaseTimeout, error);
   if (!c) return false;
-  Reply r = command(c.get(),
-                    {"EVAL", std::string(kReleaseScript), "1", lease_key(lease.options.name, lease.node), lease.value});
+  Reply r = command(c.get(), {"EVAL", std::string(kReleaseScript), "1",
+                              lease_key(lease.options.name, lease.node), lease.value});
   if (!r || r->type != REDIS_REPLY_INTEGER) return false;
   (void)command(c.get(), {"PUBLISH", members_channel(lease.options.name),
                           "leave " + std::to_string(lease.node) + " " + lease.value});

@@ -78,8 +78,8 @@ std::uint32_t shards_in(std::string_view value) noexcept;
 
 // Connects (blocking, a few seconds at most), takes the lowest free node
 // number, reads who else is there and tells them (a message on
-// NAME:members, so that they route to this node at once). Throws net::StartupError with a one-line reason: Redis cannot be
-// reached, answers with an error, or all 256 numbers are taken.
+// NAME:members, so that they route to this node at once). Throws net::StartupError with a one-line reason:
+// Redis cannot be reached, answers with an error, or all 256 numbers are taken.
 Lease acquire_lease(const ClusterOptions& options, std::uint32_t shards);
 // Deletes the lease key if it is still ours and tells the others (blocking,
 // about a second at most). False if Redis could not be reached: the lease then lapses.

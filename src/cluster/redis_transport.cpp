@@ -122,7 +122,8 @@ class RedisTransport::Connection final : public net::Handler {
     interest_ = next;
     if (token_ == net::Token::none) {
       token_ = loop_.add(ctx_->c.fd, interest_, this);
-      if (token_ == net::Token::none) spdlog::error("cluster: cannot watch the Redis connection: {}", std::strerror(errno));
+      if (token_ == net::Token::none)
+        spdlog::error("cluster: cannot watch the Redis connection: {}", std::strerror(errno));
     } else {
       (void)loop_.modify(token_, interest_);
     }
@@ -155,7 +156,8 @@ RedisTransport::RedisTransport(net::Loop& loop, Lease lease, std::uint32_t shard
       events_{events},
       place_{place_of(lease_.node, shard)},
       channel_{place_channel(lease_.options.name, place_)},
-      who_{"node " + std::to_string(lease_.node) + (shard == 0 ? std::string() : " shard " + std::to_string(shard))},
+      who_{"node " + std::to_string(lease_.node) +
+           (shard == 0 ? std::string() : " shard " + std::to_string(shard))},
       pub_{std::make_unique<Connection>(loop, *this)},
       sub_{std::make_unique<Connection>(loop, *this)} {
   keys_.reserve(kMaxNodes);
@@ -227,9 +229,10 @@ void RedisTransport::on_pub_down(bool error, const char* why) {
   if (leaving_) return;
   std::uint64_t suppressed = 0;
   if (error && link_log_.allow(suppressed)) {
-    spdlog::warn("cluster: {}: lost Redis at {} ({}); serving local clients, frames for other nodes "
-                 "are lost until it is back ({} lines suppressed)",
-                 who_, lease_.options.url, why != nullptr ? why : "closed", suppressed);
+    spdlog::warn(
+        "cluster: {}: lost Redis at {} ({}); serving local clients, frames for other nodes "
+        "are lost until it is back ({} lines suppressed)",
+        who_, lease_.options.url, why != nullptr ? why : "closed", suppressed);
   }
   pub_retry_at_ = now_ + pub_backoff_;
   pub_backoff_ = std::min(pub_backoff_ * 2, kMaxBackoff);
@@ -245,7 +248,9 @@ void RedisTransport::on_sub_up() {
   const std::size_t lens[] = {9, channel_.size(), members.size()};
   redisAsyncCommandArgv(
       sub_->context(),
-      [](redisAsyncContext* ac, void* reply, void*) { owner_of(ac).on_message(static_cast<redisReply*>(reply)); },
+      [](redisAsyncContext* ac, void* reply, void*) {
+        owner_of(ac).on_message(static_cast<redisReply*>(reply));
+      },
       nullptr, 3, argv, lens);
   // Whoever joined while this node could not hear it: read the members.
   next_poll_ = core::Time{};
@@ -256,8 +261,8 @@ void RedisTransport::on_sub_down(bool error, const char* why) {
   if (leaving_) return;
   std::uint64_t suppressed = 0;
   if (error && link_log_.allow(suppressed)) {
-    spdlog::warn("cluster: {}: subscription to {} lost ({}); resubscribing ({} lines suppressed)",
-                 who_, channel_, why != nullptr ? why : "closed", suppressed);
+    spdlog::warn("cluster: {}: subscription to {} lost ({}); resubscribing ({} lines suppressed)", who_,
+                 channel_, why != nullptr ? why : "closed", suppressed);
   }
   sub_retry_at_ = now_ + sub_backoff_;
   sub_backoff_ = std::min(sub_backoff_ * 2, kMaxBackoff);
@@ -305,21 +310,22 @@ void RedisTransport::on_refresh_reply(redisReply* reply) {
   if (reply == nullptr || leaving_) return;  // the connection broke: counted and logged there
   std::uint64_t suppressed = 0;
   if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 2) {
-    spdlog::warn("cluster: {}: its lease had lapsed (Redis restarted, or this node was too slow); taken again",
-                 who_);
+    spdlog::warn(
+        "cluster: {}: its lease had lapsed (Redis restarted, or this node was too slow); taken again", who_);
   } else if (reply->type != REDIS_REPLY_INTEGER || reply->integer != 1) {
     if (link_log_.allow(suppressed)) {
-      spdlog::error("cluster: {}: cannot refresh its lease ({}); another node may be using this number "
-                    "({} lines suppressed)",
-                    who_,
-                    reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : "held by another",
-                    suppressed);
+      spdlog::error(
+          "cluster: {}: cannot refresh its lease ({}); another node may be using this number "
+          "({} lines suppressed)",
+          who_, reply->type == REDIS_REPLY_ERROR ? std::string(reply->str, reply->len) : "held by another",
+          suppressed);
     }
   }
 }
 
 void RedisTransport::on_members_reply(redisReply* reply) {
-  if (reply == nullptr || leaving_ || reply->type != REDIS_REPLY_ARRAY || reply->elements != kMaxNodes) return;
+  if (reply == nullptr || leaving_ || reply->type != REDIS_REPLY_ARRAY || reply->elements != kMaxNodes)
+    return;
   for (std::uint32_t n = 0; n < kMaxNodes; ++n) {
     const redisReply* e = reply->element[n];
     set_member(n, e->type == REDIS_REPLY_STRING ? std::string(e->str, e->len) : std::string());
@@ -442,9 +448,10 @@ void RedisTransport::lose_unreachable(std::size_t frames) {
   stats_.cluster_lost_unreachable += frames;
   std::uint64_t suppressed = 0;
   if (frames > 0 && !leaving_ && loss_log_.allow(suppressed)) {
-    spdlog::warn("cluster: {}: {} frames for other nodes lost: Redis at {} is unreachable "
-                 "({} in all; {} lines suppressed)",
-                 who_, frames, lease_.options.url, stats_.cluster_lost_unreachable, suppressed);
+    spdlog::warn(
+        "cluster: {}: {} frames for other nodes lost: Redis at {} is unreachable "
+        "({} in all; {} lines suppressed)",
+        who_, frames, lease_.options.url, stats_.cluster_lost_unreachable, suppressed);
   }
 }
 
@@ -526,9 +533,10 @@ void RedisTransport::on_message(redisReply* reply) {
     stats_.cluster_lost_subscriber += lost;
     std::uint64_t suppressed = 0;
     if (loss_log_.allow(suppressed)) {
-      spdlog::warn("cluster: {}: {} frames from node {} lost in Redis (this node's subscription was dropped "
-                   "or being made again) ({} lines suppressed)",
-                   who_, lost, from, suppressed);
+      spdlog::warn(
+          "cluster: {}: {} frames from node {} lost in Redis (this node's subscription was dropped "
+          "or being made again) ({} lines suppressed)",
+          who_, lost, from, suppressed);
     }
   }
   s = Stream{stream, seq + frames, true};

@@ -96,14 +96,14 @@ class RedisTransport final : public Transport {
   net::Loop& loop_;
   Lease lease_;
   TransportEvents& events_;
-  std::uint32_t place_;           // this shard's
-  std::string channel_;           // and its channel
-  std::string who_;               // "node N" or "node N shard S", in log lines
+  std::uint32_t place_;            // this shard's
+  std::string channel_;            // and its channel
+  std::string who_;                // "node N" or "node N shard S", in log lines
   std::vector<std::string> keys_;  // every lease key, for the membership MGET
   std::unique_ptr<Connection> pub_;
   std::unique_ptr<Connection> sub_;
   bool pub_ready_ = false;
-  bool subscribed_ = false;  // Redis confirmed the subscription to channel_
+  bool subscribed_ = false;     // Redis confirmed the subscription to channel_
   bool unsubscribing_ = false;  // stop_listening() sent UNSUBSCRIBE; subscribed_ falls when Redis confirms
   bool leaving_ = false;
   core::Time now_{};

@@ -7,10 +7,10 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -113,7 +113,8 @@ TEST_F(ClusterTest, ReactorAndShardedNodesMix) {
   }
   EXPECT_GE(shards_seen.size(), 2u) << "the sharded node's clients carry their shard in the ID";
   for (auto& a : ones) {
-    for (auto& b : twos) round_trip(a, b, std::to_string(a.id()) + " and " + std::to_string(b.id()), after(kIoTimeout));
+    for (auto& b : twos)
+      round_trip(a, b, std::to_string(a.id()) + " and " + std::to_string(b.id()), after(kIoTimeout));
   }
   const ExitInfo e1 = n1.stop();
   const ExitInfo e2 = n2.stop();
@@ -221,7 +222,8 @@ TEST_F(ClusterTest, SigtermOnANodeWhileAnotherRoutesToItLosesNothingUncounted) {
   // after node 2's drain and exit.
   std::size_t queued = 0;
   auto send_some = [&](std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) sender.queue_frame(receiver.id(), "frame " + std::to_string(queued++));
+    for (std::size_t i = 0; i < n; ++i)
+      sender.queue_frame(receiver.id(), "frame " + std::to_string(queued++));
   };
   send_some(20000);  // about 240 KB: still being written while node 2 stops
   pump({&sender, &receiver}, after(std::chrono::milliseconds{10}), [] { return false; });
@@ -239,7 +241,8 @@ TEST_F(ClusterTest, SigtermOnANodeWhileAnotherRoutesToItLosesNothingUncounted) {
   // stream, in order (what is lost is lost at the end).
   const auto closing = receiver.read_until_close(after(kIoTimeout));
   std::size_t delivered = 0;
-  for (std::size_t from = 0, nul = 0; (nul = closing.data.find('\0', from)) != std::string::npos; from = nul + 1) {
+  for (std::size_t from = 0, nul = 0; (nul = closing.data.find('\0', from)) != std::string::npos;
+       from = nul + 1) {
     ASSERT_EQ(closing.data.substr(from, nul - from), "frame " + std::to_string(delivered));
     ++delivered;
   }
@@ -249,9 +252,10 @@ TEST_F(ClusterTest, SigtermOnANodeWhileAnotherRoutesToItLosesNothingUncounted) {
   ASSERT_TRUE(e1.clean()) << e1.describe();
   const std::uint64_t counted = e1.stat("dropped_no_route") + e1.stat("cluster_lost_node_gone") +
                                 e1.stat("cluster_lost_unreachable") + e2.stat("cluster_lost_subscriber");
-  std::cerr << "sent " << queued << ", delivered " << delivered << ", no_route " << e1.stat("dropped_no_route")
-            << ", node_gone " << e1.stat("cluster_lost_node_gone") << ", subscriber "
-            << e2.stat("cluster_lost_subscriber") << ", discarded bytes at node 2 " << e2.stat("discarded_bytes") << "\n";
+  std::cerr << "sent " << queued << ", delivered " << delivered << ", no_route "
+            << e1.stat("dropped_no_route") << ", node_gone " << e1.stat("cluster_lost_node_gone")
+            << ", subscriber " << e2.stat("cluster_lost_subscriber") << ", discarded bytes at node 2 "
+            << e2.stat("discarded_bytes") << "\n";
   EXPECT_EQ(e2.stat("discarded_bytes"), 0u) << "node 2 drained what it had for its client";
   EXPECT_EQ(delivered + counted, queued) << "every frame delivered or counted, once";
 }
@@ -306,7 +310,8 @@ TEST_F(ClusterTest, RedisRestartedUnderTraffic) {
   // Some of the later tries may still be on their way: count them in.
   local_a.send_frame(far.id(), "marker", after(kIoTimeout));
   std::size_t heard = 0;
-  for (std::string f = far.read_frame(after(kIoTimeout)); f != "marker"; f = far.read_frame(after(kIoTimeout))) {
+  for (std::string f = far.read_frame(after(kIoTimeout)); f != "marker";
+       f = far.read_frame(after(kIoTimeout))) {
     ASSERT_EQ(f, "back");
     ++heard;
   }

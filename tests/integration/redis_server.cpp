@@ -71,9 +71,9 @@ RedisServer RedisServer::start(std::uint16_t port, const std::vector<std::string
 }
 
 void RedisServer::launch() {
-  std::vector<std::string> args = {"--port",       std::to_string(port_), "--bind", "127.0.0.1",
-                                   "--save",       "",                    "--appendonly", "no",
-                                   "--daemonize",  "no",                  "--loglevel", "warning"};
+  std::vector<std::string> args = {
+      "--port", std::to_string(port_), "--bind", "127.0.0.1",  "--save", "", "--appendonly",
+      "no",     "--daemonize",         "no",     "--loglevel", "warning"};
   args.insert(args.end(), extra_.begin(), extra_.end());
   process_.emplace(ServerProcess::launch(kRedisServer, args));
   const Deadline deadline = after(kStartTimeout);
@@ -101,7 +101,8 @@ void wait_for_joins(const std::vector<const ServerProcess*>& nodes) {
     const std::string err = n->stderr_text();
     const auto at = err.find("cluster: node ");
     const auto end = at == std::string::npos ? at : err.find(' ', at + 14);
-    if (end == std::string::npos) throw HarnessError("a node logged no \"cluster: node N of\" line:\n" + tail(err));
+    if (end == std::string::npos)
+      throw HarnessError("a node logged no \"cluster: node N of\" line:\n" + tail(err));
     numbers.push_back(err.substr(at + 14, end - at - 14));
   }
   const Deadline deadline = after(kStartTimeout);
@@ -139,7 +140,8 @@ void RedisServer::restart() {
 std::string RedisServer::command(const std::vector<std::string>& args) const {
   const timeval timeout{2, 0};
   std::unique_ptr<redisContext, ContextFree> c{redisConnectWithTimeout("127.0.0.1", port_, timeout)};
-  if (!c || c->err != 0) throw HarnessError("cannot connect to redis-server on port " + std::to_string(port_));
+  if (!c || c->err != 0)
+    throw HarnessError("cannot connect to redis-server on port " + std::to_string(port_));
   redisSetTimeout(c.get(), timeout);
   std::vector<const char*> argv;
   std::vector<std::size_t> lens;

@@ -26,7 +26,13 @@ inline constexpr std::uint8_t kDeliver = 0x81;
 inline constexpr std::uint8_t kPong = 0x82;
 inline constexpr std::uint8_t kError = 0x83;
 
-enum Code : std::uint8_t { no_route = 1, slow_consumer = 2, not_representable = 3, too_large = 4, bad_frame = 5 };
+enum Code : std::uint8_t {
+  no_route = 1,
+  slow_consumer = 2,
+  not_representable = 3,
+  too_large = 4,
+  bad_frame = 5
+};
 
 // ---------------------------------------------------------------------------
 // v2 bytes
@@ -66,7 +72,8 @@ struct V2Frame {
   std::string describe() const {
     std::string s = "type 0x" + std::to_string(type) + " (" + std::to_string(body.size()) + " body bytes)";
     if (type == kError && body.size() >= 5) {
-      s = "ERROR code " + std::to_string(code()) + " subject " + std::to_string(subject()) + " \"" + reason() + "\"";
+      s = "ERROR code " + std::to_string(code()) + " subject " + std::to_string(subject()) + " \"" +
+          reason() + "\"";
     } else if (type == kDeliver && body.size() >= 4) {
       s = "DELIVER from " + std::to_string(source()) + " (" + std::to_string(body.size() - 4) + " bytes)";
     } else if (type == kPong) {
@@ -132,7 +139,9 @@ class V2Client {
   }
 
   void queue_send(std::uint32_t dest, std::string_view payload) { c_.queue(v2_send(dest, payload)); }
-  void send(std::uint32_t dest, std::string_view payload) { c_.send_raw(v2_send(dest, payload), after(kIoTimeout)); }
+  void send(std::uint32_t dest, std::string_view payload) {
+    c_.send_raw(v2_send(dest, payload), after(kIoTimeout));
+  }
   void ping(std::string_view body) { c_.send_raw(v2_ping(body), after(kIoTimeout)); }
 
   // Moves received bytes into frames; for pump() conditions.
@@ -179,9 +188,11 @@ class V2Client {
     auto closing = c_.read_until_close(after(kIoTimeout));
     buf_ += closing.data;
     for (auto& f : parse_v2(buf_)) frames_.push_back(std::move(f));
-    std::vector<V2Frame> out(std::make_move_iterator(frames_.begin()), std::make_move_iterator(frames_.end()));
+    std::vector<V2Frame> out(std::make_move_iterator(frames_.begin()),
+                             std::make_move_iterator(frames_.end()));
     frames_.clear();
-    if (!buf_.empty()) throw HarnessError(c_.where() + ": " + std::to_string(buf_.size()) + " bytes of a cut frame");
+    if (!buf_.empty())
+      throw HarnessError(c_.where() + ": " + std::to_string(buf_.size()) + " bytes of a cut frame");
     return {std::move(out), closing.how};
   }
 
@@ -194,16 +205,19 @@ class V2Client {
 };
 
 inline ::testing::AssertionResult is_error(const V2Frame& f, std::uint8_t code, std::uint32_t subject) {
-  if (f.type != kError || f.body.size() < 5) return ::testing::AssertionFailure() << "not an ERROR: " << f.describe();
+  if (f.type != kError || f.body.size() < 5)
+    return ::testing::AssertionFailure() << "not an ERROR: " << f.describe();
   if (f.code() != code || f.subject() != subject) {
-    return ::testing::AssertionFailure() << "expected ERROR code " << int(code) << " subject " << subject << ", got "
-                                         << f.describe();
+    return ::testing::AssertionFailure()
+           << "expected ERROR code " << int(code) << " subject " << subject << ", got " << f.describe();
   }
   return ::testing::AssertionSuccess();
 }
 
-inline ::testing::AssertionResult is_deliver(const V2Frame& f, std::uint32_t source, std::string_view payload) {
-  if (f.type != kDeliver || f.body.size() < 4) return ::testing::AssertionFailure() << "not a DELIVER: " << f.describe();
+inline ::testing::AssertionResult is_deliver(const V2Frame& f, std::uint32_t source,
+                                             std::string_view payload) {
+  if (f.type != kDeliver || f.body.size() < 4)
+    return ::testing::AssertionFailure() << "not a DELIVER: " << f.describe();
   if (f.source() != source) {
     return ::testing::AssertionFailure() << "DELIVER from " << f.source() << ", expected from " << source;
   }

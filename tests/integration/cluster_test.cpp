@@ -30,7 +30,7 @@ class ClusterTest : public ::testing::Test {
     std::vector<std::string> args = {"serve", "--listen", "127.0.0.1:0", "--cluster", redis_->url("ct")};
     args.insert(args.end(), extra.begin(), extra.end());
     nodes_.push_back(std::make_unique<ServerProcess>(ServerProcess::start(args)));
-    std::vector<const ServerProcess*> all;
+    std::vector<ServerProcess*> all;
     for (const auto& n : nodes_) all.push_back(n.get());
     wait_for_joins(all);
     return *nodes_.back();

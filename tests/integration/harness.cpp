@@ -748,8 +748,8 @@ ServerProcess& EngineTest::start_server(const std::vector<std::string>& extra, c
   if (engine() == "sharded") node_extra.insert(node_extra.end(), {"--threads", "2"});
   server_.emplace(ServerProcess::start(serve_args(node_extra, listen)));
   for (std::size_t i = 1; i < kClusterNodes; ++i) nodes_.push_back(ServerProcess::start(serve_args(node_extra, listen)));
-  std::vector<const ServerProcess*> all{&*server_};
-  for (const ServerProcess& n : nodes_) all.push_back(&n);
+  std::vector<ServerProcess*> all{&*server_};
+  for (ServerProcess& n : nodes_) all.push_back(&n);
   wait_for_joins(all);
   return *server_;
 }

@@ -7,7 +7,6 @@
 
 #include <cstring>
 #include <memory>
-#include <thread>
 
 namespace sb::itest {
 
@@ -94,7 +93,7 @@ void RedisServer::launch() {
   }
 }
 
-void wait_for_joins(const std::vector<const ServerProcess*>& nodes) {
+void wait_for_joins(const std::vector<ServerProcess*>& nodes) {
   // Each node's number, from its "cluster: node N of 'NAME'" line.
   std::vector<std::string> numbers;
   for (const ServerProcess* n : nodes) {
@@ -115,8 +114,12 @@ void wait_for_joins(const std::vector<const ServerProcess*>& nodes) {
           throw HarnessError("node " + numbers[i] + " never saw node " + numbers[j] + " join:\n" +
                              tail(nodes[i]->stderr_text()));
         }
-        // The log is a file: look again in a moment (as wait_for_log does).
-        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+        // The log is a file, with no event of its own: wait on the node's
+        // exit (the event that would end the wait) for a moment, then look again.
+        if (auto exit = nodes[i]->wait_exit(after(std::chrono::milliseconds{10}))) {
+          throw HarnessError("node " + numbers[i] + " exited (" + exit->describe() + ") before it saw node " +
+                             numbers[j] + " join:\n" + tail(exit->stderr_text));
+        }
       }
     }
   }

@@ -46,6 +46,6 @@ class RedisServer {
 // listens: waits (bounded) until every node in `nodes` has logged that every
 // other one joined, so that a test's first frame across nodes is not
 // no_route. Throws HarnessError at the deadline.
-void wait_for_joins(const std::vector<const ServerProcess*>& nodes);
+void wait_for_joins(const std::vector<ServerProcess*>& nodes);
 
 }  // namespace sb::itest

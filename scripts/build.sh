@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, then configures and builds one CMake preset
-# (default: release). Usage: scripts/build.sh [dev|release|asan|tsan] [target...]
+# (default: release). Usage: scripts/build.sh [dev|debug|release|tsan|fuzz] [target...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 preset=${1:-release}

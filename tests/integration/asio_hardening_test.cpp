@@ -85,7 +85,8 @@ LimitedRun run_with_address_limit(const std::vector<std::string>& args, rlim_t b
   const int out = ::mkostemp(path.data(), O_CLOEXEC);
   if (out < 0) throw HarnessError("mkostemp failed");
   ::unlink(path.c_str());
-  std::vector<std::string> argv_text{SWITCHBOARD_BIN};
+  const std::string program = measured_server_binary();  // a sanitizer's shadow memory would not fit the limit
+  std::vector<std::string> argv_text{program};
   argv_text.insert(argv_text.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_text) argv.push_back(a.data());
@@ -99,7 +100,7 @@ LimitedRun run_with_address_limit(const std::vector<std::string>& args, rlim_t b
     ::dup2(out, STDERR_FILENO);
     const int null = ::open("/dev/null", O_RDONLY);
     ::dup2(null, STDIN_FILENO);
-    ::execv(SWITCHBOARD_BIN, argv.data());
+    ::execv(program.c_str(), argv.data());
     ::_exit(127);
   }
   LimitedRun run;
@@ -321,7 +322,7 @@ TEST_P(AsioHardeningAllTest, SenderPauseCountedWhileBlocked) {
 // the 1.2-1.8 MiB that doubling buffers and malloc's arenas cost before.
 // Eight threads, so that arenas would show.
 TEST_P(AsioHardeningAllTest, ParkedFrameCostsAboutItsSize) {
-  start_server({"--threads", "8", "--log-level", "warn"});
+  start_measured_server({"--threads", "8", "--log-level", "warn"});
   pause_for(200ms);
   const std::size_t base = rss_bytes(server().pid());
   constexpr std::size_t kClients = 100;

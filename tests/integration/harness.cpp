@@ -26,8 +26,8 @@
 
 extern char** environ;
 
-#ifndef SWITCHBOARD_BIN
-#error "SWITCHBOARD_BIN must name the switchboard executable (tests/integration/CMakeLists.txt sets it)"
+#if !defined(SWITCHBOARD_BIN) || !defined(SWITCHBOARD_MEASURED_BIN)
+#error "SWITCHBOARD_BIN and SWITCHBOARD_MEASURED_BIN must name switchboard executables (tests/integration/CMakeLists.txt sets them)"
 #endif
 
 namespace sb::itest {
@@ -255,8 +255,25 @@ ServerProcess ServerProcess::launch(const std::string& program, const std::vecto
   return spawn(args, program);
 }
 
+std::string measured_server_binary() {
+  const std::string path = SWITCHBOARD_MEASURED_BIN;
+  if (::access(path.c_str(), X_OK) != 0)
+    throw HarnessError("the server for memory measurements, " + path +
+                       ", is missing: build it with `scripts/build.sh release switchboard` (scripts/test.sh does)");
+  return path;
+}
+
 ServerProcess ServerProcess::start(const std::vector<std::string>& args, Clock::duration timeout) {
-  ServerProcess p = spawn(args);
+  return start_program(SWITCHBOARD_BIN, args, timeout);
+}
+
+ServerProcess ServerProcess::start_measured(const std::vector<std::string>& args) {
+  return start_program(measured_server_binary(), args, kStartTimeout);
+}
+
+ServerProcess ServerProcess::start_program(const std::string& program, const std::vector<std::string>& args,
+                                           Clock::duration timeout) {
+  ServerProcess p = spawn(args, program);
   const Deadline deadline = after(timeout);
   for (;;) {
     const auto newline = p.stdout_buf_.find('\n');
@@ -751,6 +768,14 @@ ServerProcess& EngineTest::start_server(const std::vector<std::string>& extra, c
   std::vector<ServerProcess*> all{&*server_};
   for (ServerProcess& n : nodes_) all.push_back(&n);
   wait_for_joins(all);
+  return *server_;
+}
+
+ServerProcess& EngineTest::start_measured_server(const std::vector<std::string>& extra) {
+  if (server_) throw HarnessError("one server per test");
+  if (clustered()) throw HarnessError("memory is measured on one server, not a cluster");
+  server_.emplace(ServerProcess::start_measured(serve_args(extra)));
+  EXPECT_EQ(server_->engine(), engine()) << "listening line: " << server_->listening_line();
   return *server_;
 }
 

@@ -111,6 +111,12 @@ struct ExitInfo {
   std::uint64_t stat(std::string_view name) const;
 };
 
+// The `switchboard` that tests measuring the server's memory run
+// (SWITCHBOARD_MEASURED_BIN): this tree's own, or in a sanitized tree the
+// release tree's. Throws HarnessError, saying how to build it, if it is
+// missing.
+std::string measured_server_binary();
+
 // A running `switchboard` (SWITCHBOARD_BIN). Its stdout is a pipe (for the
 // listening line), its stderr an unlinked temporary file (a pipe could fill
 // up and block a chatty server while the test is busy elsewhere).
@@ -122,6 +128,9 @@ class ServerProcess {
   // HarnessError, with the server's stderr, if it exits first, prints
   // something else, or says nothing before the timeout.
   static ServerProcess start(const std::vector<std::string>& args, Clock::duration timeout = kStartTimeout);
+  // start() for the server whose memory a test measures (see
+  // measured_server_binary()).
+  static ServerProcess start_measured(const std::vector<std::string>& args);
   // Spawns the server with `args` and waits for it to exit on its own (bad
   // flags, address in use). Throws HarnessError if it is still running at
   // the timeout (after killing it).
@@ -154,6 +163,8 @@ class ServerProcess {
  private:
   ServerProcess() = default;
   static ServerProcess spawn(const std::vector<std::string>& args, const std::string& program = SWITCHBOARD_BIN);
+  static ServerProcess start_program(const std::string& program, const std::vector<std::string>& args,
+                                     Clock::duration timeout);
   void drain_stdout();
   void reap();
   void kill_and_reap() noexcept;
@@ -343,6 +354,9 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
   // sender's node and `routed` on the destination's).
   ServerProcess& start_server(const std::vector<std::string>& extra = {},
                               const std::string& listen = "127.0.0.1:0");
+  // start_server() with measured_server_binary(), for a test that measures
+  // the server's memory (not on a cluster).
+  ServerProcess& start_measured_server(const std::vector<std::string>& extra = {});
   ServerProcess& server();
   // The server, or every node of a cluster.
   std::vector<ServerProcess*> servers();

@@ -94,7 +94,7 @@ constexpr std::uint64_t kHonestMessages = 2000;
 TEST_P(HostileTest, HundredFloodsStayUnderTheTotalCap) {
   // The stall timeout is out of reach: the receivers' queues must stay
   // full for the whole test, not be closed as slow after 10 s.
-  start_server({"--max-pending-total", std::to_string(kTotalCap / kMiB) + "M", "--stall-timeout", "300s"});
+  start_measured_server({"--max-pending-total", std::to_string(kTotalCap / kMiB) + "M", "--stall-timeout", "300s"});
   const pid_t pid = server().pid();
   const std::uint64_t rss_start = rss_bytes(pid);
 

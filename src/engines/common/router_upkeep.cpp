@@ -48,4 +48,6 @@ void give_memory_back(protocol::BlockPool& read_pool, core::Router& router) {
   if (heap.fordblks > kTrimSlack) ::malloc_trim(0);
 }
 
+void prepare_memory_upkeep() { static_cast<void>(::mallinfo2()); }
+
 }  // namespace sb::engines

@@ -24,4 +24,12 @@ void log_policy_counts(const core::Stats& now, core::Stats& logged, net::RateLim
 // with malloc_trim when it exceeds 16 MiB. Call about once a second.
 void give_memory_back(protocol::BlockPool& read_pool, core::Router& router);
 
+// Call on the main thread before starting threads that call
+// give_memory_back. glibc sets up its allocator on first use and then makes
+// the calling thread a user of the main arena without counting it; where
+// malloc is replaced (AddressSanitizer, a preloaded jemalloc or tcmalloc),
+// that first use is mallinfo2 in give_memory_back, and two shards doing it
+// at once each take the one count, so glibc aborts when the second exits.
+void prepare_memory_upkeep();
+
 }  // namespace sb::engines

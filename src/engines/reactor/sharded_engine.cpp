@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "engines/common/router_upkeep.hpp"
 #include "engines/common/token_file.hpp"
 #include "net/log.hpp"
 #include "net/socket.hpp"
@@ -115,6 +116,7 @@ int ShardedEngine::run() {
   // Start every shard; none is announced until all accept. A thread that
   // cannot be created, or a shard that fails to start, stops the rest and
   // is a start-up error.
+  prepare_memory_upkeep();
   std::latch started{static_cast<std::ptrdiff_t>(count_)};
   std::atomic<unsigned> finished{0};
   std::mutex failure_mu;

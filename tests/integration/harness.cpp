@@ -263,16 +263,8 @@ std::string measured_server_binary() {
   return path;
 }
 
-ServerProcess ServerProcess::start(const std::vector<std::string>& args, Clock::duration timeout) {
-  return start_program(SWITCHBOARD_BIN, args, timeout);
-}
-
-ServerProcess ServerProcess::start_measured(const std::vector<std::string>& args) {
-  return start_program(measured_server_binary(), args, kStartTimeout);
-}
-
-ServerProcess ServerProcess::start_program(const std::string& program, const std::vector<std::string>& args,
-                                           Clock::duration timeout) {
+ServerProcess ServerProcess::start(const std::vector<std::string>& args, Clock::duration timeout,
+                                   const std::string& program) {
   ServerProcess p = spawn(args, program);
   const Deadline deadline = after(timeout);
   for (;;) {
@@ -753,11 +745,7 @@ EngineTest::~EngineTest() = default;
 
 ServerProcess& EngineTest::start_server(const std::vector<std::string>& extra, const std::string& listen) {
   if (server_) throw HarnessError("one server per test");
-  if (!clustered()) {
-    server_.emplace(ServerProcess::start(serve_args(extra, listen)));
-    EXPECT_EQ(server_->engine(), engine()) << "listening line: " << server_->listening_line();
-    return *server_;
-  }
+  if (!clustered()) return start_one(serve_args(extra, listen), SWITCHBOARD_BIN);
   if (listen != "127.0.0.1:0") throw HarnessError("a cluster's nodes listen on free ports");
   redis_ = std::make_unique<RedisServer>(RedisServer::start());
   std::vector<std::string> node_extra = extra;
@@ -774,7 +762,11 @@ ServerProcess& EngineTest::start_server(const std::vector<std::string>& extra, c
 ServerProcess& EngineTest::start_measured_server(const std::vector<std::string>& extra) {
   if (server_) throw HarnessError("one server per test");
   if (clustered()) throw HarnessError("memory is measured on one server, not a cluster");
-  server_.emplace(ServerProcess::start_measured(serve_args(extra)));
+  return start_one(serve_args(extra), measured_server_binary());
+}
+
+ServerProcess& EngineTest::start_one(const std::vector<std::string>& args, const std::string& program) {
+  server_.emplace(ServerProcess::start(args, kStartTimeout, program));
   EXPECT_EQ(server_->engine(), engine()) << "listening line: " << server_->listening_line();
   return *server_;
 }

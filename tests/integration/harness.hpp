@@ -127,10 +127,9 @@ class ServerProcess {
   // "switchboard listening on 127.0.0.1:PORT (engine NAME)". Throws
   // HarnessError, with the server's stderr, if it exits first, prints
   // something else, or says nothing before the timeout.
-  static ServerProcess start(const std::vector<std::string>& args, Clock::duration timeout = kStartTimeout);
-  // start() for the server whose memory a test measures (see
-  // measured_server_binary()).
-  static ServerProcess start_measured(const std::vector<std::string>& args);
+  // `program`: another switchboard, such as measured_server_binary().
+  static ServerProcess start(const std::vector<std::string>& args, Clock::duration timeout = kStartTimeout,
+                             const std::string& program = SWITCHBOARD_BIN);
   // Spawns the server with `args` and waits for it to exit on its own (bad
   // flags, address in use). Throws HarnessError if it is still running at
   // the timeout (after killing it).
@@ -163,8 +162,6 @@ class ServerProcess {
  private:
   ServerProcess() = default;
   static ServerProcess spawn(const std::vector<std::string>& args, const std::string& program = SWITCHBOARD_BIN);
-  static ServerProcess start_program(const std::string& program, const std::vector<std::string>& args,
-                                     Clock::duration timeout);
   void drain_stdout();
   void reap();
   void kill_and_reap() noexcept;
@@ -374,6 +371,8 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
   void TearDown() override;
 
  private:
+  // One server (not a cluster) from `program`, owned by the fixture.
+  ServerProcess& start_one(const std::vector<std::string>& args, const std::string& program);
   void check_clean_exit(const ExitInfo& info);
   std::optional<ServerProcess> server_;
   std::unique_ptr<RedisServer> redis_;  // a cluster's

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench/markdown_report.hpp"
@@ -37,6 +38,8 @@ struct Flags {
   std::uint32_t probe_pairs = 100;
   std::uint32_t senders = 16;
   std::uint32_t threads = 1;
+  std::uint32_t shards = 0;
+  std::string placement = "planned";
   std::string duration = "5s";
   std::string warmup = "1s";
   std::string drain = "3s";
@@ -132,6 +135,11 @@ BenchOptions to_options(const Flags& f) {
   o.probe_pairs = f.probe_pairs;
   o.senders = f.senders;
   o.threads = f.threads;
+  if (f.placement != "planned" && f.placement != "random") bad_flag("--placement must be planned or random");
+  o.random_placement = f.placement == "random";
+  o.shards = f.shards != 0 ? f.shards : std::max(1U, std::thread::hardware_concurrency());  // as serve's 0
+  if (o.shards > 4096) bad_flag("--shards must be at most 4096");
+  o.server.shards = o.shards;
   o.duration = duration_flag("duration", f.duration);
   o.warmup = duration_flag("warmup", f.warmup);
   o.drain = duration_flag("drain", f.drain);
@@ -271,6 +279,15 @@ void add_bench_command(CLI::App& app) {
   CLI::Option* drain_opt =
       cmd->add_option("--drain", flags->drain, "After sending stops, longest wait for messages in flight")
           ->capture_default_str();
+  cmd->add_option("--shards", flags->shards,
+                  "sharded target: its shards (serve --threads); 0: one per core, as serve counts them")
+      ->capture_default_str();
+  cmd->add_option("--placement", flags->placement,
+                  "sharded target, throughput, latency and stall: planned (each pair's clients on chosen shards: "
+                  "every shard sends and receives alike and (N-1)/N of the pairs cross shards, as a random "
+                  "placement does on average; a client that lands elsewhere connects again) or random (where "
+                  "the kernel's SO_REUSEPORT hash puts them)")
+      ->capture_default_str();
   cmd->add_option("--max-pending", flags->max_pending, "Passed to the switchboard servers the bench starts");
   cmd->add_option("--slow-consumer", flags->slow_consumer,
                   "Passed to the switchboard servers the bench starts: backpressure, disconnect or drop");

@@ -219,6 +219,18 @@ std::string format_notes(const std::vector<RunResult>& results) {
                          r.bench_cpu ? fmt::format("{:.2f}", *r.bench_cpu) : std::string("n/a"), per_message);
     }
     if (!r.server_processes.empty()) out += "  " + server_processes_note(r) + "\n";
+    if (r.shards > 0) {
+      out += fmt::format("- {}: {} shards, clients {}", who, r.shards,
+                         r.placed ? fmt::format("placed (--placement planned): {} of {} pairs cross shards",
+                                                r.pairs_crossing, r.pairs_placed)
+                                  : std::string("where SO_REUSEPORT put them"));
+      if (r.frames_routed && r.frames_forwarded && *r.frames_routed > 0) {
+        out += fmt::format("; {} of {} routed frames crossed shards ({:.0f}%)", thousands(*r.frames_forwarded),
+                           thousands(*r.frames_routed),
+                           100.0 * static_cast<double>(*r.frames_forwarded) / static_cast<double>(*r.frames_routed));
+      }
+      out += "\n";
+    }
     if (!r.drained)
       out += fmt::format("- {}: not every message had arrived when the drain time ran out\n", who);
     if (r.integrity.misrouted > 0)
@@ -274,6 +286,8 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
                   {"seed", o.seed},
                   {"max_pending", o.server.max_pending},
                   {"slow_consumer", o.server.slow_consumer},
+                  {"shards", o.shards},
+                  {"placement", o.random_placement ? "random" : "planned"},
                   {"server_log_dir", o.log_dir}};
   j["units"] = {
       {"latency", "ns, one-way, from the write of the message to its receipt"},
@@ -322,6 +336,14 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
                         {"p99", r.send_lag.percentile(99)},
                         {"max", r.send_lag.max()}};
     x["connections"] = r.connections;
+    if (r.shards > 0) {
+      x["sharded"] = {{"shards", r.shards},
+                      {"placed", r.placed},
+                      {"pairs_placed", r.pairs_placed},
+                      {"pairs_crossing", r.pairs_crossing},
+                      {"frames_routed", opt(r.frames_routed)},
+                      {"frames_forwarded", opt(r.frames_forwarded)}};
+    }
     x["setup_s"] = r.setup_seconds;
     x["server_rss_kib"] = {{"start", opt(r.rss_start_kib)},
                            {"idle", opt(r.rss_idle_kib)},

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <memory>
 #include <random>
 #include <stdexcept>
 #include <thread>
 
+#include "bench/process.hpp"
 #include "bench/worker.hpp"
 
 namespace sb::bench {
@@ -30,7 +32,7 @@ std::int64_t to_ns(std::chrono::milliseconds d) {
 }  // namespace
 
 std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, PeerProtocol protocol,
-                                   const Endpoints& endpoints) {
+                                   const Endpoints& endpoints, std::uint32_t shards) {
   std::vector<WorkerPlan> plans;
   auto base = [&] {
     WorkerPlan p;
@@ -90,6 +92,18 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
 
   const std::uint32_t threads = std::max<std::uint32_t>(1, std::min(o.threads, o.pairs));
   plans.resize(threads, base());
+  const bool place = shards > 1;
+  if (place) {
+    unsigned bits = 1;
+    while ((std::uint64_t{1} << bits) < shards) ++bits;  // as the engine lays IDs out (docs/ARCHITECTURE.md)
+    for (WorkerPlan& p : plans) p.shard_bits = bits;
+  }
+  auto place_pair = [&](WorkerPlan& p, std::uint32_t from_shard, std::uint32_t to_shard) {
+    if (!place) return;
+    p.client_shard.resize(p.clients);
+    p.client_shard[p.clients - 2] = from_shard;
+    p.client_shard[p.clients - 1] = to_shard;
+  };
   const double rate_per_stream = o.rate / o.pairs;
   const auto interval = static_cast<std::int64_t>(1e9 / rate_per_stream);
   for (std::uint32_t pair = 0; pair < o.pairs; ++pair) {
@@ -98,6 +112,10 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
     s.from = p.clients;
     s.to = p.clients + 1;
     p.clients += 2;
+    // By the pair's place on its thread, so that every load thread too
+    // sends to and receives from each shard alike.
+    const std::uint32_t j = pair / threads;
+    place_pair(p, j % shards, (j + j / shards) % shards);
     if (scenario == Scenario::latency) {
       s.interval_ns = interval;
       s.offset_ns = interval * pair / o.pairs;  // spread the sends evenly over each interval
@@ -114,6 +132,7 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
     s.flood = true;
     p.deaf.push_back(s.to);
     p.clients += 2;
+    place_pair(p, 0, 1);
     p.streams.push_back(s);
   }
   std::uint32_t first_client = 0;
@@ -156,6 +175,25 @@ class Run {
     r_.target = target.label;
     r_.scenario = scenario;
     r_.role = std::move(role);
+  }
+
+  // The last "stats:" line of a server log: routed=N ... forwarded=M.
+  void read_cross_shard_counts(const std::string& log_path) {
+    const std::string log = read_text_file(log_path);
+    const auto line_at = log.rfind("stats: ");
+    if (line_at == std::string::npos) return;
+    const std::string_view line = std::string_view(log).substr(line_at, log.find('\n', line_at) - line_at);
+    auto count = [&](std::string_view key) -> std::optional<std::uint64_t> {
+      const auto at = line.find(key);
+      if (at == std::string_view::npos) return std::nullopt;
+      std::uint64_t v = 0;
+      const char* first = line.data() + at + key.size();
+      const auto [end, ec] = std::from_chars(first, line.data() + line.size(), v);
+      if (ec != std::errc{} || end == first) return std::nullopt;
+      return v;
+    };
+    r_.frames_routed = count(" routed=");
+    r_.frames_forwarded = count(" forwarded=");
   }
 
   RunResult go() {
@@ -222,8 +260,17 @@ class Run {
       if (auto m = sample()) r_.rss_start_kib = m->rss_kib;
     }
 
-    auto plans =
-        make_plans(scenario_, o_, protocol, Endpoints{server->endpoint(), server->receiver_endpoint()});
+    const std::uint32_t shards =
+        target_.kind == TargetKind::engine && target_.engine == "sharded" && !o_.random_placement ? o_.shards : 1;
+    auto plans = make_plans(scenario_, o_, protocol, Endpoints{server->endpoint(), server->receiver_endpoint()},
+                            shards);
+    for (const WorkerPlan& p : plans) {
+      if (p.client_shard.empty()) continue;
+      for (const StreamPlan& s : p.streams) {
+        ++r_.pairs_placed;
+        if (p.client_shard[s.from] != p.client_shard[s.to]) ++r_.pairs_crossing;
+      }
+    }
     Coordinator coordinator(plans.size());
     std::vector<std::unique_ptr<Worker>> workers;
     workers.reserve(plans.size());
@@ -332,6 +379,11 @@ class Run {
       if (auto m = sample()) r_.hwm_kib = m->hwm_kib;
     }
     r_.server_exit = server->stop();
+    if (target_.kind == TargetKind::engine && target_.engine == "sharded") {
+      r_.shards = o_.shards;
+      r_.placed = r_.pairs_placed > 0;  // conns and fanin are not placed
+      read_cross_shard_counts(log_path);
+    }
 
     collect(workers);
     if (cpu_from && cpu_to && cpu_to->at > cpu_from->at) {

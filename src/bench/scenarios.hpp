@@ -41,6 +41,12 @@ struct BenchOptions {
   std::uint32_t probe_pairs = 100;  // conns: random pairs that exchange one message
   std::uint32_t senders = 16;       // fanin: senders to the one receiver
   std::uint32_t threads = 1;
+  // The sharded engine: its shards (passed as `serve --threads`), and
+  // whether the pairs' clients are placed on planned shards (so that
+  // (N-1)/N of the pairs cross, every run alike) or left where SO_REUSEPORT
+  // puts them.
+  std::uint32_t shards = 1;
+  bool random_placement = false;
   std::chrono::milliseconds duration{5000};
   std::chrono::milliseconds warmup{1000};
   std::chrono::milliseconds drain{3000};  // after sending stops, longest wait for messages in flight
@@ -135,6 +141,15 @@ struct RunResult {
   std::vector<std::string> error_samples;
   std::string server_exit;
   std::string server_log;
+  // The sharded engine: its shards, whether the pairs were placed, and from
+  // the stats line it logs as it exits, the frames it routed and those
+  // that crossed shards.
+  std::uint32_t shards = 0;
+  bool placed = false;
+  std::uint32_t pairs_crossing = 0;  // placed: pairs whose ends are on different shards
+  std::uint32_t pairs_placed = 0;
+  std::optional<std::uint64_t> frames_routed;
+  std::optional<std::uint64_t> frames_forwarded;
   std::vector<std::string> server_command;
 
   // False if a scenario that must lose nothing lost, duplicated, corrupted
@@ -168,8 +183,17 @@ struct Endpoints {
 // worker. With split endpoints no client both sends and receives (conns
 // then draws its probe senders from the even clients and its receivers
 // from the odd ones).
+//
+// `shards` above 1: the target is the sharded engine with that many shards,
+// and the pairs' clients are placed (WorkerPlan::client_shard): the k-th
+// pair of a load thread has its sender on shard k mod N and its receiver on
+// shard (k + k/N) mod N. Each shard (and each load thread's share of it)
+// has as many senders and receivers as the others; of each N*N pairs of a
+// thread, (N-1)/N cross shards, what placement by the kernel's hash gives
+// on average (2 shards: half of every 4 pairs). The stall scenario's flood
+// crosses too (shard 0 to shard 1).
 std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, PeerProtocol protocol,
-                                   const Endpoints& endpoints);
+                                   const Endpoints& endpoints, std::uint32_t shards = 1);
 
 // Runs every scenario against every target, in the order given; a stall
 // run is preceded by a plain throughput run with the same pairs (reused if

@@ -263,10 +263,14 @@ RunningTarget RunningTarget::start(const TargetSpec& spec, const ServerFlags& fl
   }
 
   auto serve = [&](const std::string& engine) {
-    std::vector<std::string> argv = {self_executable(), "serve", "--listen",    "127.0.0.1:0",
-                                     "--engine",        engine,  "--log-level", "warn"};
+    // The sharded engine at info: the stats line it logs as it exits says
+    // how many frames crossed shards.
+    std::vector<std::string> argv = {self_executable(), "serve",   "--listen",
+                                     "127.0.0.1:0",     "--engine", engine,
+                                     "--log-level",     engine == "sharded" ? "info" : "warn"};
     if (!flags.max_pending.empty()) argv.insert(argv.end(), {"--max-pending", flags.max_pending});
     if (!flags.slow_consumer.empty()) argv.insert(argv.end(), {"--slow-consumer", flags.slow_consumer});
+    if (engine == "sharded") argv.insert(argv.end(), {"--threads", std::to_string(flags.shards)});
     return argv;
   };
   auto redis = [&](std::uint16_t port) {

@@ -48,6 +48,7 @@ struct ServerFlags {
   std::string max_pending;             // empty: the server's default
   std::string slow_consumer;           // empty: the server's default
   std::uint32_t redis_maxclients = 0;  // 0: Redis' default (10000)
+  std::uint32_t shards = 1;            // the sharded engine's --threads
 };
 
 // The peer's program is not installed: the run is reported as skipped,

@@ -30,6 +30,8 @@ constexpr int kMaxEvents = 512;
 // The longest a loop sleeps before it looks at deadlines and abort again.
 constexpr std::int64_t kMaxWaitNs = 50'000'000;
 constexpr std::size_t kMaxErrorSamples = 5;
+// Reconnections allowed per client, on average, to land it on its shard.
+constexpr std::size_t kMaxPlacementRetries = 64;
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 
 std::string client_subject(std::uint32_t global_client) {
@@ -90,6 +92,7 @@ struct Worker::Conn {
   bool deaf = false;      // stops reading once the run starts
   bool dirty = false;     // in dirty_, has output to flush this turn
   bool want_out = false;  // EPOLLOUT armed: the socket was full
+  bool misplaced = false;  // greeted with an ID of another shard than planned: to be replaced
   std::string out;        // bytes queued, from out_head on
   std::size_t out_head = 0;
   std::string pending;  // an incomplete message carried over to the next read
@@ -259,7 +262,7 @@ bool Worker::setup() {
   return true;
 }
 
-void Worker::open_connection(std::uint32_t client, bool publisher) {
+void Worker::open_connection(std::uint32_t client, bool publisher, std::optional<std::uint32_t> reuse) {
   // A deaf client's receiving connection (Redis: not its PUBLISH one).
   const bool deaf = !publisher && std::find(plan_.deaf.begin(), plan_.deaf.end(), client) != plan_.deaf.end();
   // Blocking: one SYN in flight at a time, never a full backlog.
@@ -269,14 +272,14 @@ void Worker::open_connection(std::uint32_t client, bool publisher) {
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
     throw std::runtime_error(fmt::format("fcntl O_NONBLOCK: {}", errno_text(errno)));
   }
-  const auto index = static_cast<std::uint32_t>(conns_.size());
+  const auto index = reuse.value_or(static_cast<std::uint32_t>(conns_.size()));
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u32 = index;
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd.get(), &ev) != 0) {
     throw std::runtime_error(fmt::format("epoll_ctl: {}", errno_text(errno)));
   }
-  Conn& c = conns_.emplace_back();
+  Conn& c = reuse ? (conns_[index] = Conn{}) : conns_.emplace_back();
   c.fd = std::move(fd);
   c.client = client;
   c.publisher = publisher;
@@ -590,6 +593,10 @@ void Worker::on_readable(std::uint32_t conn) {
   }
   const std::size_t total = carried + static_cast<std::size_t>(n);
   const std::size_t used = parse(conn, std::string_view(scratch_.data(), total), now_ns());
+  if (c.misplaced) {
+    reconnect(conn);
+    return;
+  }
   if (c.closed) return;
   c.pending.assign(scratch_.data() + used, total - used);
   // No valid message (or NATS INFO line) comes near this without an end.
@@ -641,6 +648,27 @@ void Worker::close_conn(std::uint32_t conn, bool by_server) {
   }
 }
 
+// A client that landed on the wrong shard (WorkerPlan::client_shard) gets a
+// new connection in the same slot. Bounded, so that a server that does not
+// lay IDs out by shard fails setup rather than being connected to forever.
+void Worker::reconnect(std::uint32_t conn) {
+  if (++placement_retries_ > kMaxPlacementRetries * plan_.clients) {
+    note_error(fmt::format("clients did not land on their shards in {} connections: is the server sharded "
+                           "with the number of shards the bench was given?",
+                           placement_retries_));
+    close_conn(conn, false);
+    return;
+  }
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, conns_[conn].fd.get(), nullptr);
+  const bool publisher = conns_[conn].publisher;
+  try {
+    open_connection(conns_[conn].client, publisher, conn);  // closes the old socket as it replaces it
+  } catch (const std::exception& e) {
+    note_error(fmt::format("connecting client {} again to place it: {}", conns_[conn].client, e.what()));
+    close_conn(conn, false);
+  }
+}
+
 bool Worker::all_delivered() const {
   for (const Stream& s : streams_) {
     if (s.plan.flood) continue;
@@ -679,7 +707,17 @@ void Worker::finish() {
 // ---- Sink callbacks -----------------------------------------------------------
 
 void Worker::on_greeting(std::uint32_t conn, std::uint32_t id) {
-  clients_[conns_[conn].client].server_id = id;
+  const std::uint32_t client = conns_[conn].client;
+  if (!plan_.client_shard.empty() && (id >> (32 - plan_.shard_bits)) != plan_.client_shard[client]) {
+    // On the wrong shard: SO_REUSEPORT chose by a hash of the address, so a
+    // new connection lands on each shard about as often. Bounded, so that a
+    // server that does not lay IDs out by shard fails setup rather than
+    // connecting forever.
+    // Replaced once its parser has returned (on_readable).
+    conns_[conn].misplaced = true;
+    return;
+  }
+  clients_[client].server_id = id;
   if (plan_.protocol == PeerProtocol::switchboard_v2) {
     const std::string hello = switchboard_v2_hello(conns_[conn].switchboard_v2.nonce());
     queue(conn, hello);  // ready once the welcome arrives

@@ -87,6 +87,12 @@ struct WorkerPlan {
   std::size_t payload_size = 64;
   std::uint32_t window = 256;  // messages in flight per stream
   std::chrono::milliseconds setup_timeout{30000};
+  // The sharded engine: which shard each local client must land on, read
+  // from the top `shard_bits` of the ID the server gives it (the documented
+  // ID layout, docs/ARCHITECTURE.md). A client that lands elsewhere is
+  // connected again. Empty: wherever SO_REUSEPORT puts it.
+  unsigned shard_bits = 0;
+  std::vector<std::uint32_t> client_shard;
 };
 
 // Absolute steady-clock nanoseconds, the same for every worker.
@@ -182,7 +188,9 @@ class Worker {
   struct Sink;
 
   bool setup();
-  void open_connection(std::uint32_t client, bool publisher);
+  // `reuse`: the index of a connection to replace (a client placed on the
+  // wrong shard); none: a new one.
+  void open_connection(std::uint32_t client, bool publisher, std::optional<std::uint32_t> reuse = std::nullopt);
   void loop(const Timeline& t);
   void readout(const Timeline& t);
   bool poll(std::int64_t timeout_ns);
@@ -194,6 +202,7 @@ class Worker {
   void on_readable(std::uint32_t conn);
   std::size_t parse(std::uint32_t conn, std::string_view bytes, std::int64_t now);
   void close_conn(std::uint32_t conn, bool by_server);
+  void reconnect(std::uint32_t conn);
   void set_events(std::uint32_t conn);
   bool all_delivered() const;
   bool budgets_done() const;
@@ -218,6 +227,7 @@ class Worker {
   std::vector<char> scratch_;
   DeliveryVerifier verifier_;
   std::size_t ready_conns_ = 0;
+  std::size_t placement_retries_ = 0;  // connections closed for landing on the wrong shard
   bool running_ = false;        // the timeline has started: deaf clients no longer read
   bool readout_ = false;        // the run is over: deaf clients read what was kept for them
   std::int64_t next_wake_ = 0;  // earliest planned send of a paced stream that is free to send

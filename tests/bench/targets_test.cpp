@@ -175,6 +175,53 @@ TEST(Plans, OneEndpointLeavesThePlansAsTheyWere) {
   EXPECT_TRUE(mixed);
 }
 
+// The sharded engine's planned placement: every load thread sends to and
+// receives from each shard alike; in blocks of N pairs, the first block
+// stays on its shards and each later one is shifted by one more shard. 16
+// pairs over 2 threads: 8 cross with 2 shards (as chance does on average)
+// and 8 with 4 (a block of 4 local, a block of 4 crossing per thread).
+TEST(Plans, ShardedPlacementBalancesShardsAndCrossesInBlocks) {
+  BenchOptions o;
+  o.pairs = 16;
+  o.threads = 2;
+  const net::Endpoint a{"127.0.0.1", 1111};
+  for (std::uint32_t shards : {2U, 4U}) {
+    SCOPED_TRACE(shards);
+    const auto plans = make_plans(Scenario::throughput, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt},
+                                  shards);
+    ASSERT_EQ(plans.size(), 2u);
+    std::uint32_t crossing = 0;
+    for (const auto& p : plans) {
+      EXPECT_EQ(p.shard_bits, shards == 2 ? 1u : 2u);
+      ASSERT_EQ(p.client_shard.size(), p.clients);
+      std::vector<std::uint32_t> senders(shards, 0);
+      std::vector<std::uint32_t> receivers(shards, 0);
+      for (const auto& s : p.streams) {
+        ASSERT_LT(p.client_shard[s.from], shards);
+        ASSERT_LT(p.client_shard[s.to], shards);
+        ++senders[p.client_shard[s.from]];
+        ++receivers[p.client_shard[s.to]];
+        if (p.client_shard[s.from] != p.client_shard[s.to]) ++crossing;
+      }
+      for (std::uint32_t i = 0; i < shards; ++i) {
+        EXPECT_EQ(senders[i], p.streams.size() / shards) << "shard " << i;
+        EXPECT_EQ(receivers[i], p.streams.size() / shards) << "shard " << i;
+      }
+    }
+    EXPECT_EQ(crossing, 8u);
+  }
+  // The stall flood crosses from shard 0 to shard 1.
+  const auto stall = make_plans(Scenario::stall, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt}, 2);
+  const StreamPlan& flood = stall.at(0).streams.back();
+  ASSERT_TRUE(flood.flood);
+  EXPECT_EQ(stall[0].client_shard.at(flood.from), 0u);
+  EXPECT_EQ(stall[0].client_shard.at(flood.to), 1u);
+  // One shard, or no sharded target: nothing is placed.
+  for (const auto& p : make_plans(Scenario::throughput, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt})) {
+    EXPECT_TRUE(p.client_shard.empty());
+  }
+}
+
 TEST(ChildProcess, StopsWithSigtermAndReports) {
   auto child = ChildProcess::spawn({"/bin/sleep", "30"}, "/dev/null", false);
   EXPECT_TRUE(child.running());

@@ -135,8 +135,17 @@ BenchOptions to_options(const Flags& f) {
   o.probe_pairs = f.probe_pairs;
   o.senders = f.senders;
   o.threads = f.threads;
-  if (f.placement != "planned" && f.placement != "random") bad_flag("--placement must be planned or random");
-  o.random_placement = f.placement == "random";
+  if (f.placement == "planned") {
+    o.placement = Placement::planned;
+  } else if (f.placement == "random") {
+    o.placement = Placement::random;
+  } else if (f.placement == "crossing") {
+    o.placement = Placement::crossing;
+  } else if (f.placement == "local") {
+    o.placement = Placement::local;
+  } else {
+    bad_flag("--placement must be planned, random, crossing or local");
+  }
   o.shards = f.shards != 0 ? f.shards : std::max(1U, std::thread::hardware_concurrency());  // as serve's 0
   if (o.shards > 4096) bad_flag("--shards must be at most 4096");
   o.server.shards = o.shards;
@@ -286,7 +295,8 @@ void add_bench_command(CLI::App& app) {
                   "sharded target, throughput, latency and stall: planned (each pair's clients on chosen shards: "
                   "every shard sends and receives alike and (N-1)/N of the pairs cross shards, as a random "
                   "placement does on average; a client that lands elsewhere connects again) or random (where "
-                  "the kernel's SO_REUSEPORT hash puts them)")
+                  "the kernel's SO_REUSEPORT hash puts them); crossing (every pair across shards) and local (every "
+                  "pair on one shard) measure the two ends")
       ->capture_default_str();
   cmd->add_option("--max-pending", flags->max_pending, "Passed to the switchboard servers the bench starts");
   cmd->add_option("--slow-consumer", flags->slow_consumer,

@@ -221,8 +221,8 @@ std::string format_notes(const std::vector<RunResult>& results) {
     if (!r.server_processes.empty()) out += "  " + server_processes_note(r) + "\n";
     if (r.shards > 0) {
       out += fmt::format("- {}: {} shards, clients {}", who, r.shards,
-                         r.placed ? fmt::format("placed (--placement planned): {} of {} pairs cross shards",
-                                                r.pairs_crossing, r.pairs_placed)
+                         r.placed ? fmt::format("placed (--placement {}): {} of {} pairs cross shards",
+                                                to_string(r.placement), r.pairs_crossing, r.pairs_placed)
                                   : std::string("where SO_REUSEPORT put them"));
       if (r.frames_routed && r.frames_forwarded && *r.frames_routed > 0) {
         out += fmt::format("; {} of {} routed frames crossed shards ({:.0f}%)", thousands(*r.frames_forwarded),
@@ -287,7 +287,7 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
                   {"max_pending", o.server.max_pending},
                   {"slow_consumer", o.server.slow_consumer},
                   {"shards", o.shards},
-                  {"placement", o.random_placement ? "random" : "planned"},
+                  {"placement", to_string(o.placement)},
                   {"server_log_dir", o.log_dir}};
   j["units"] = {
       {"latency", "ns, one-way, from the write of the message to its receipt"},
@@ -339,6 +339,7 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
     if (r.shards > 0) {
       x["sharded"] = {{"shards", r.shards},
                       {"placed", r.placed},
+                      {"placement", to_string(r.placement)},
                       {"pairs_placed", r.pairs_placed},
                       {"pairs_crossing", r.pairs_crossing},
                       {"frames_routed", opt(r.frames_routed)},

@@ -32,7 +32,7 @@ std::int64_t to_ns(std::chrono::milliseconds d) {
 }  // namespace
 
 std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, PeerProtocol protocol,
-                                   const Endpoints& endpoints, std::uint32_t shards) {
+                                   const Endpoints& endpoints, std::uint32_t shards, Placement placement) {
   std::vector<WorkerPlan> plans;
   auto base = [&] {
     WorkerPlan p;
@@ -115,7 +115,8 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
     // By the pair's place on its thread, so that every load thread too
     // sends to and receives from each shard alike.
     const std::uint32_t j = pair / threads;
-    place_pair(p, j % shards, (j + j / shards) % shards);
+    const std::uint32_t shift = placement == Placement::crossing ? 1 : placement == Placement::local ? 0 : j / shards;
+    place_pair(p, j % shards, (j + shift) % shards);
     if (scenario == Scenario::latency) {
       s.interval_ns = interval;
       s.offset_ns = interval * pair / o.pairs;  // spread the sends evenly over each interval
@@ -261,9 +262,11 @@ class Run {
     }
 
     const std::uint32_t shards =
-        target_.kind == TargetKind::engine && target_.engine == "sharded" && !o_.random_placement ? o_.shards : 1;
+        target_.kind == TargetKind::engine && target_.engine == "sharded" && o_.placement != Placement::random
+            ? o_.shards
+            : 1;
     auto plans = make_plans(scenario_, o_, protocol, Endpoints{server->endpoint(), server->receiver_endpoint()},
-                            shards);
+                            shards, o_.placement);
     for (const WorkerPlan& p : plans) {
       if (p.client_shard.empty()) continue;
       for (const StreamPlan& s : p.streams) {
@@ -381,6 +384,7 @@ class Run {
     r_.server_exit = server->stop();
     if (target_.kind == TargetKind::engine && target_.engine == "sharded") {
       r_.shards = o_.shards;
+      r_.placement = o_.placement;
       r_.placed = r_.pairs_placed > 0;  // conns and fanin are not placed
       read_cross_shard_counts(log_path);
     }
@@ -485,6 +489,20 @@ class Run {
 };
 
 }  // namespace
+
+std::string_view to_string(Placement p) noexcept {
+  switch (p) {
+    case Placement::planned:
+      return "planned";
+    case Placement::random:
+      return "random";
+    case Placement::crossing:
+      return "crossing";
+    case Placement::local:
+      return "local";
+  }
+  return "?";
+}
 
 std::string_view to_string(Scenario s) noexcept {
   switch (s) {

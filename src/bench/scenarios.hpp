@@ -30,6 +30,12 @@ std::string_view to_string(Scenario s) noexcept;
 // scenario. Throws std::invalid_argument.
 std::vector<Scenario> parse_scenarios(const std::vector<std::string>& words);
 
+// Where the sharded engine's clients go (make_plans): planned, the kernel's
+// choice, every pair across shards, or every pair on one shard.
+enum class Placement { planned, random, crossing, local };
+
+std::string_view to_string(Placement p) noexcept;
+
 struct BenchOptions {
   std::vector<TargetSpec> targets;
   std::vector<Scenario> scenarios;
@@ -46,7 +52,7 @@ struct BenchOptions {
   // (N-1)/N of the pairs cross, every run alike) or left where SO_REUSEPORT
   // puts them.
   std::uint32_t shards = 1;
-  bool random_placement = false;
+  Placement placement = Placement::planned;
   std::chrono::milliseconds duration{5000};
   std::chrono::milliseconds warmup{1000};
   std::chrono::milliseconds drain{3000};  // after sending stops, longest wait for messages in flight
@@ -146,6 +152,7 @@ struct RunResult {
   // that crossed shards.
   std::uint32_t shards = 0;
   bool placed = false;
+  Placement placement = Placement::planned;
   std::uint32_t pairs_crossing = 0;  // placed: pairs whose ends are on different shards
   std::uint32_t pairs_placed = 0;
   std::optional<std::uint64_t> frames_routed;
@@ -190,10 +197,13 @@ struct Endpoints {
 // shard (k + k/N) mod N. Each shard (and each load thread's share of it)
 // has as many senders and receivers as the others; of each N*N pairs of a
 // thread, (N-1)/N cross shards, what placement by the kernel's hash gives
-// on average (2 shards: half of every 4 pairs). The stall scenario's flood
-// crosses too (shard 0 to shard 1).
+// on average (2 shards: half of every 4 pairs). `crossing` puts every
+// receiver on the next shard (k + 1 mod N), `local` on its sender's: the
+// two ends of what a frame costs. The stall scenario's flood crosses in
+// every case (shard 0 to shard 1).
 std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, PeerProtocol protocol,
-                                   const Endpoints& endpoints, std::uint32_t shards = 1);
+                                   const Endpoints& endpoints, std::uint32_t shards = 1,
+                                   Placement placement = Placement::planned);
 
 // Runs every scenario against every target, in the order given; a stall
 // run is preceded by a plain throughput run with the same pairs (reused if

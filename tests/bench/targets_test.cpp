@@ -216,6 +216,15 @@ TEST(Plans, ShardedPlacementBalancesShardsAndCrossesInBlocks) {
   ASSERT_TRUE(flood.flood);
   EXPECT_EQ(stall[0].client_shard.at(flood.from), 0u);
   EXPECT_EQ(stall[0].client_shard.at(flood.to), 1u);
+  // Every pair across, or none.
+  for (Placement placement : {Placement::crossing, Placement::local}) {
+    for (const auto& p :
+         make_plans(Scenario::throughput, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt}, 4, placement)) {
+      for (const auto& s : p.streams) {
+        EXPECT_EQ(p.client_shard.at(s.from) != p.client_shard.at(s.to), placement == Placement::crossing);
+      }
+    }
+  }
   // One shard, or no sharded target: nothing is placed.
   for (const auto& p : make_plans(Scenario::throughput, o, PeerProtocol::switchboard, Endpoints{a, std::nullopt})) {
     EXPECT_TRUE(p.client_shard.empty());

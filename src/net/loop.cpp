@@ -1,5 +1,6 @@
 #include "net/loop.hpp"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "net/socket.hpp"
 
@@ -112,10 +114,17 @@ bool Loop::run_turn() {
   free_.insert(free_.end(), retired_.begin(), retired_.end());
   retired_.clear();
 
-  sleeping_.store(true);
-  const int timeout = has_posted_.load() || stop_.load() ? 0 : static_cast<int>(max_wait_.count());
-  int n = ::epoll_wait(epoll_.get(), events_.get(), kMaxEvents, timeout);
-  sleeping_.store(false);
+  int n = 0;
+  if (std::exchange(yield_, false) && !has_posted_.load() && !stop_.load()) {
+    ::sched_yield();
+    n = ::epoll_wait(epoll_.get(), events_.get(), kMaxEvents, 0);
+  }
+  if (n == 0) {
+    sleeping_.store(true);
+    const int timeout = has_posted_.load() || stop_.load() ? 0 : static_cast<int>(max_wait_.count());
+    n = ::epoll_wait(epoll_.get(), events_.get(), kMaxEvents, timeout);
+    sleeping_.store(false);
+  }
   if (n < 0) {
     if (errno != EINTR) return false;
     n = 0;

@@ -110,6 +110,19 @@ class Loop {
   // up if it sleeps (the eventfd is written only then). For producers that
   // hand work over through their own queues (the sharded engine's rings).
   void notify() noexcept;
+  // Owner: if the next wait would sleep, first give the CPU once to any
+  // other thread that is ready to run on it (sched_yield) and look again.
+  // For an engine whose turn was busy: on a machine whose cores are all
+  // taken (its clients' processes among them), the work that arrives in
+  // the meantime is taken in one turn rather than in many small ones, each
+  // a wake-up that takes the core from whoever runs on it. Costs a system
+  // call on an idle core (the yield returns at once); on a loaded one the
+  // loop comes back after another thread's time slice, which is why only
+  // busy turns ask (docs/ARCHITECTURE.md, "The loop").
+  void yield_before_sleep() noexcept {
+    assert_owner();
+    yield_ = true;
+  }
   // Any thread: the loop returns from run() at the end of its current turn.
   void request_stop() noexcept;
   bool stop_requested() const noexcept { return stop_.load(std::memory_order_acquire); }
@@ -141,6 +154,7 @@ class Loop {
   std::vector<std::uint32_t> retired_;  // removed this turn: reusable after the next wait
   std::size_t live_ = 0;
   std::size_t turn_readable_ = 0;
+  bool yield_ = false;  // yield_before_sleep() was asked for this wait
   std::function<void()> turn_start_;
   std::function<void()> end_of_turn_;
 

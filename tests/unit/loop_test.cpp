@@ -239,6 +239,42 @@ TEST(LoopTest, EndOfTurnRunsToQuiescenceWithinOneTurn) {
   EXPECT_EQ(hooks, 4);
 }
 
+// yield_before_sleep: the look after the yield dispatches what is ready,
+// and a loop that then sleeps is still woken by a post.
+TEST(LoopTest, AfterAYieldWhatIsReadyIsDispatched) {
+  Loop loop{kLongWait};
+  Fd ready = readable_eventfd();
+  int calls = 0;
+  FunctionHandler h{[&](std::uint32_t) { ++calls; }};
+  loop.add(ready.get(), EPOLLIN, &h);
+  loop.yield_before_sleep();
+  const auto took = timed([&] { EXPECT_TRUE(loop.run_turn()); });
+  EXPECT_EQ(calls, 1);
+  EXPECT_LT(took, kWakeBound) << "the loop slept although a handler was ready";
+}
+
+TEST(LoopTest, APostWakesALoopThatYieldedAndThenSlept) {
+  Loop loop{kLongWait};
+  std::atomic<bool> ran{false};
+  loop.set_end_of_turn([&] {
+    if (!ran) loop.yield_before_sleep();  // every turn until the post: as a busy engine asks
+  });
+  std::thread poster([&] {
+    std::this_thread::sleep_for(100ms);  // let the loop yield, look, and fall asleep
+    loop.post([&] {
+      ran = true;
+      loop.request_stop();
+    });
+  });
+  loop.post([] {});  // a first turn that runs the hook, without sleeping
+  bool ok = false;
+  const auto took = timed([&] { ok = loop.run(); });
+  poster.join();
+  EXPECT_TRUE(ok);
+  EXPECT_TRUE(ran);
+  EXPECT_LT(took, kWakeBound) << "the post did not wake the loop after its yield";
+}
+
 #ifndef NDEBUG
 TEST(LoopDeathTest, OnlyTheOwnerThreadMayAddHandlers) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");

@@ -42,6 +42,11 @@ constexpr std::size_t kReadPoolIdle = 256;        // 16 MiB of idle read blocks 
 // again next turn, after the sockets it has not reported yet).
 constexpr std::size_t kTurnReadBudget = 4 * 1024 * 1024;
 constexpr std::size_t kMinReadShare = 4 * 1024;
+// A turn that routed at least this many frames was busy: the loop yields
+// once before it sleeps (net::Loop::yield_before_sleep). A paced trickle
+// (a frame or two a turn) never does, so its latency is the same on a
+// loaded machine; measured in docs/BENCHMARKS.md.
+constexpr std::uint64_t kBusyTurnFrames = 64;
 constexpr int kAcceptBatch = 256;  // accepts per turn, so a connection storm cannot starve reads
 constexpr std::size_t kMaxIov = 64;
 constexpr std::chrono::milliseconds kTick{250};  // stall checks, deadlines and memory trimming granularity
@@ -219,6 +224,7 @@ void ReactorEngine::serve() {
 
 void ReactorEngine::on_turn_start() {
   turn_start_ = now();
+  turn_frames_ = frames_handled();
   router_.on_tick(turn_start_);
   if (cluster_) cluster_->on_tick(turn_start_);
   if (metrics_) metrics_->on_tick();
@@ -254,6 +260,7 @@ std::string ReactorEngine::clients_json() const {
 void ReactorEngine::on_end_of_turn() {
   finish_turn();
   if (shard_ != nullptr) exchange_with_peers();
+  if (frames_handled() - turn_frames_ >= kBusyTurnFrames) loop_->yield_before_sleep();
   if (cluster_ && shard_ == nullptr) {
     router_.flush_peers([this](std::uint32_t place, std::vector<char>& batch, std::size_t frames) {
       cluster_->send(place, batch, frames);

@@ -102,6 +102,10 @@ class ReactorEngine final : public Engine, private cluster::TransportEvents {
   std::string metrics_text() const;
   Connection* by_id(ClientId id) noexcept;
   core::Time now() const noexcept;
+  // Frames routed here or handed to another place, since start.
+  std::uint64_t frames_handled() const noexcept {
+    return router_.stats().frames_routed + router_.stats().frames_forwarded;
+  }
 
   ServerOptions options_;
   ShardLink* shard_ = nullptr;  // null: the reactor alone
@@ -125,6 +129,7 @@ class ReactorEngine final : public Engine, private cluster::TransportEvents {
   core::Stats cluster_stats_;                     // its counters, once it is gone
   bool draining_ = false;
   core::Time turn_start_{};
+  std::uint64_t turn_frames_ = 0;  // frames_handled() as the turn started
   core::Time drain_deadline_{};
   core::Time next_trim_{};
 

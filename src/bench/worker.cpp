@@ -710,10 +710,8 @@ void Worker::on_greeting(std::uint32_t conn, std::uint32_t id) {
   const std::uint32_t client = conns_[conn].client;
   if (!plan_.client_shard.empty() && (id >> (32 - plan_.shard_bits)) != plan_.client_shard[client]) {
     // On the wrong shard: SO_REUSEPORT chose by a hash of the address, so a
-    // new connection lands on each shard about as often. Bounded, so that a
-    // server that does not lay IDs out by shard fails setup rather than
-    // connecting forever.
-    // Replaced once its parser has returned (on_readable).
+    // new connection lands on each shard about as often. Replaced once its
+    // parser has returned (on_readable, reconnect).
     conns_[conn].misplaced = true;
     return;
   }

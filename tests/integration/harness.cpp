@@ -720,6 +720,26 @@ std::string engine_test_name(const ::testing::TestParamInfo<std::string_view>& i
   return name;
 }
 
+namespace {
+template <std::size_t N>
+std::vector<std::string_view> with_sharded4(const std::array<std::string_view, N>& names) {
+  std::vector<std::string_view> params;
+  for (std::string_view e : names) {
+    params.push_back(e);
+    if (e == "sharded") params.push_back(kSharded4);
+  }
+  return params;
+}
+}  // namespace
+
+std::vector<std::string_view> every_engine_param() {
+  return with_sharded4(engines::kEngineNames);
+}
+
+std::vector<std::string_view> isolating_engine_params() {
+  return with_sharded4(engines::kIsolatingEngines);
+}
+
 bool isolates_slow_consumers(std::string_view engine) {
   return std::find(engines::kIsolatingEngines.begin(), engines::kIsolatingEngines.end(), engine) !=
          engines::kIsolatingEngines.end();
@@ -737,6 +757,11 @@ std::vector<std::string> EngineTest::serve_args(const std::vector<std::string>& 
                                                 const std::string& listen) const {
   std::vector<std::string> args = {"serve", "--listen", listen, "--engine", engine()};
   args.insert(args.end(), extra.begin(), extra.end());
+  // The sharded engine's shard count is the parameter's, not the machine's
+  // (unless the test chose one).
+  if (engine() == "sharded" && std::find(extra.begin(), extra.end(), "--threads") == extra.end()) {
+    args.insert(args.end(), {"--threads", GetParam() == kSharded4 ? "4" : "2"});
+  }
   return args;
 }
 

@@ -327,6 +327,10 @@ class RedisServer;
 // nodes or sharded ones (2 shards each), the clients spread over them
 // round-robin, so most frames cross nodes (and shards).
 inline constexpr std::string_view kCluster3 = "cluster3";
+// The engine suites run the sharded engine twice, whatever the machine's
+// cores: "sharded" with 2 shards and "sharded4" with 4, so that clients land
+// on different shards and frames cross (every_engine_param()).
+inline constexpr std::string_view kSharded4 = "sharded4";
 inline constexpr std::string_view kCluster3Sharded = "cluster3sharded";
 inline constexpr std::size_t kClusterNodes = 3;
 
@@ -336,7 +340,7 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
   ~EngineTest() override;
   // The engine under test (on a cluster, its nodes' engine: reactor).
   std::string engine() const {
-    if (GetParam() == kCluster3Sharded) return "sharded";
+    if (GetParam() == kCluster3Sharded || GetParam() == kSharded4) return "sharded";
     return clustered() ? std::string("reactor") : std::string(GetParam());
   }
   bool clustered() const { return GetParam() == kCluster3 || GetParam() == kCluster3Sharded; }
@@ -383,6 +387,11 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
 // Test-name suffix for an engine: gtest names allow only [A-Za-z0-9_].
 std::string engine_test_name(const ::testing::TestParamInfo<std::string_view>& info);
 
+// The parameters of the engine suites: kEngineNames (or kIsolatingEngines)
+// with kSharded4 after "sharded".
+std::vector<std::string_view> every_engine_param();
+std::vector<std::string_view> isolating_engine_params();
+
 // The engines that do not isolate slow consumers: kEngineNames less
 // kIsolatingEngines (the article's mutex and channel designs).
 std::vector<std::string_view> blocking_engines();
@@ -392,13 +401,13 @@ bool isolates_slow_consumers(std::string_view engine);
 
 // Runs every TEST_P of `suite` once per engine in sb::engines::kEngineNames,
 // so an engine added there inherits the whole suite unchanged.
-#define SB_INSTANTIATE_FOR_EVERY_ENGINE(suite)                                               \
-  INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::engines::kEngineNames), \
+#define SB_INSTANTIATE_FOR_EVERY_ENGINE(suite)                                                 \
+  INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::itest::every_engine_param()), \
                            ::sb::itest::engine_test_name)
 
 // The same for the engines that isolate slow consumers (kIsolatingEngines).
-#define SB_INSTANTIATE_FOR_ISOLATING_ENGINES(suite)                                                \
-  INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::engines::kIsolatingEngines), \
+#define SB_INSTANTIATE_FOR_ISOLATING_ENGINES(suite)                                                     \
+  INSTANTIATE_TEST_SUITE_P(Engines, suite, ::testing::ValuesIn(::sb::itest::isolating_engine_params()), \
                            ::sb::itest::engine_test_name)
 
 // The same for the others (blocking_engines()).

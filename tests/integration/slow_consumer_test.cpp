@@ -17,7 +17,7 @@ namespace {
 // meanwhile is bounded by the subscriber's output buffer there
 // (docs/CLUSTER.md); a few turns' reads in practice too.
 std::uint64_t in_flight_allowance(std::string_view param) {
-  if (param == "sharded") return std::uint64_t{4} << 20;
+  if (param.starts_with("sharded")) return std::uint64_t{4} << 20;
   if (param.starts_with("cluster")) return std::uint64_t{8} << 20;
   return 0;
 }

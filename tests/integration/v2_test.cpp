@@ -72,7 +72,8 @@ class V2Test : public EngineTest {
   }
 };
 INSTANTIATE_TEST_SUITE_P(Engines, V2Test,
-                         ::testing::Values(std::string_view("reactor"), std::string_view("sharded"), std::string_view("race")),
+                         ::testing::Values(std::string_view("reactor"), std::string_view("sharded"), kSharded4,
+                                           std::string_view("race")),
                          engine_test_name);
 SB_INSTANTIATE_FOR_CLUSTERS(V2Test);
 
@@ -589,7 +590,8 @@ class AuthTest : public V2Test {
   std::string path_;
 };
 INSTANTIATE_TEST_SUITE_P(Engines, AuthTest,
-                         ::testing::Values(std::string_view("reactor"), std::string_view("sharded"), std::string_view("race")),
+                         ::testing::Values(std::string_view("reactor"), std::string_view("sharded"), kSharded4,
+                                           std::string_view("race")),
                          engine_test_name);
 
 TEST_P(AuthTest, UnauthenticatedFramesAreDroppedAndItIsNoRoute) {

@@ -813,6 +813,16 @@ Client EngineTest::connect(const ConnectOptions& options) {
   return Client::connect(i == 0 ? server().port() : nodes_.at(i - 1).port(), after(kIoTimeout), options);
 }
 
+Client EngineTest::connect_on_shard(unsigned shard, const ConnectOptions& options) {
+  if (!sharded()) return connect(options);
+  const unsigned bits = shards() == 2 ? 1 : 2;  // as the engine lays IDs out (docs/ARCHITECTURE.md)
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    Client c = connect(options);
+    if (c.id() >> (32 - bits) == shard % shards()) return c;
+  }
+  throw HarnessError("no connection in 64 landed on shard " + std::to_string(shard % shards()));
+}
+
 std::vector<Client> EngineTest::connect_many(std::size_t n) {
   const Deadline deadline = after(kIoTimeout + std::chrono::milliseconds(n * 4));
   if (!clustered()) return Client::connect_many(server().port(), n, deadline);

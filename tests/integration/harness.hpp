@@ -363,6 +363,13 @@ class EngineTest : public ::testing::TestWithParam<std::string_view> {
   std::vector<ServerProcess*> servers();
   Client connect(const ConnectOptions& options = {});
   std::vector<Client> connect_many(std::size_t n);
+  // The sharded engine (not on a cluster): its shards, and a client on shard
+  // `shard mod shards()`: connected again until its ID's top bits name that
+  // shard (the kernel's SO_REUSEPORT hash chooses; at most 64 tries). On any
+  // other engine, connect().
+  bool sharded() const { return engine() == "sharded" && !clustered(); }
+  unsigned shards() const { return GetParam() == kSharded4 ? 4 : 2; }
+  Client connect_on_shard(unsigned shard, const ConnectOptions& options = {});
 
   // SIGTERM, wait, and check the stop contract: exit code 0, nothing more on
   // stdout, one stats line with every counter, nobody left connected.

@@ -120,13 +120,16 @@ class SlowConsumerTest : public EngineTest {
     // A fixed receive buffer: with the kernel's autotuning, the socket of a
     // receiver that never reads could still grow and take more, and the
     // server would rightly resume a paused flooder.
-    receiver_ = connect({.rcvbuf = 16 << 10});
+    // On the sharded engine (connect_on_shard) the receiver is on shard 1
+    // and the flooder on shard 0, and every healthy pair crosses shards too,
+    // both ways: the stall and the traffic around it all go through rings.
+    receiver_ = connect_on_shard(1, {.rcvbuf = 16 << 10});
     receiver_->set_label("receiver " + std::to_string(receiver_->id()));
     receiver_->set_reading(false);
-    flooder_ = connect();
+    flooder_ = connect_on_shard(0);
     flooder_->set_label("flooder " + std::to_string(flooder_->id()));
-    for (int i = 0; i < 3; ++i) {
-      pairs_.emplace_back(connect(), connect());
+    for (unsigned i = 0; i < 3; ++i) {
+      pairs_.emplace_back(connect_on_shard(i), connect_on_shard(i + 1));
       round_trip(pairs_.back().first, pairs_.back().second, "warm-up", after(kIoTimeout));
     }
   }
@@ -323,6 +326,33 @@ TEST_P(SlowConsumerTest, DropPolicyDropsFramesAndKeepsTheReceiver) {
   EXPECT_EQ(info.stat("closed_slow_consumer"), 0u);
   EXPECT_EQ(info.stat("dropped_no_route"), 0u);
   EXPECT_LE(info.stat("peak_pending_bytes"), 2 * kMaxPending + in_flight_allowance(GetParam()));
+}
+
+// A paused sender whose destination leaves (a reset, not a slow-consumer
+// close) is resumed at once: the rest of its flood goes nowhere (no route)
+// and it talks to others again. On the sharded engine the destination is
+// on the other shard, so the resume comes back through a ring.
+TEST_P(SlowConsumerIsolationTest, PausedSenderResumesWhenItsDestinationLeaves) {
+  start_server(
+      {"--max-pending", kMaxPendingFlag, "--slow-consumer", "backpressure", "--stall-timeout", "60s"});
+  connect_all();
+  Client& flooder = *flooder_;
+  Flood flood(flooder, receiver_->id());
+  flood_until_paused(flood);
+  if (HasFatalFailure()) return;
+
+  receiver_->abort();
+  // The flooder's outbox drains: the server reads it again.
+  const bool drained = pump({&flooder}, after(20s), [&] { return flooder.outbox_size() == 0; });
+  ASSERT_TRUE(drained) << "the paused flooder was not resumed when its destination left; "
+                       << flooder.outbox_size() << " bytes still unsent";
+  round_trip(flooder, pairs_[0].second, "the flooder resumed", after(kIoTimeout));
+  healthy_round("after the destination left");
+
+  const ExitInfo info = stop_server();
+  EXPECT_GE(info.stat("sender_pauses"), 1u);
+  EXPECT_EQ(info.stat("closed_slow_consumer"), 0u);
+  EXPECT_GT(info.stat("dropped_no_route"), 0u) << "the rest of the flood had no receiver any more";
 }
 
 TEST_P(SlowConsumerTest, StallTimeoutDisconnectsReceiverAndResumesSender) {

@@ -83,6 +83,39 @@ TEST_P(LifecycleTest, SigtermDrainsQueuedOutput) {
   expect_only_eof(witness);
 }
 
+// The sharded engine, 2 and 4 shards: a sleeping receiver on every shard,
+// each fed from the next shard (so all of it crossed a ring), SIGTERM: every
+// shard drains its queues before the process exits.
+class ShardedLifecycleTest : public LifecycleTest {};
+INSTANTIATE_TEST_SUITE_P(Engines, ShardedLifecycleTest, ::testing::Values(std::string_view("sharded"), kSharded4),
+                         engine_test_name);
+
+TEST_P(ShardedLifecycleTest, SigtermDrainsQueuedOutputOnEveryShard) {
+  constexpr std::size_t kFrames = 48;  // 3 MiB a receiver
+  start_server({"--drain-timeout", "20s"});
+  std::vector<Client> sleepers, senders;
+  for (unsigned s = 0; s < shards(); ++s) {
+    sleepers.push_back(connect_on_shard(s, {.rcvbuf = 16 << 10}));
+    sleepers.back().set_reading(false);
+    senders.push_back(connect_on_shard(s + 1));
+  }
+  Client witness = connect_on_shard(0);
+  std::vector<std::string> expected;
+  for (unsigned s = 0; s < shards(); ++s) expected.push_back(queue_for_sleeper(senders[s], sleepers[s], witness, kFrames));
+
+  server().send_signal(SIGTERM);
+  for (unsigned s = 0; s < shards(); ++s) {
+    const auto closing = sleepers[s].read_until_close(after(30s));
+    EXPECT_TRUE(same_bytes(expected[s], closing.data)) << "queued output of shard " << s << " lost at shutdown";
+    EXPECT_EQ(closing.how, Client::End::eof);
+  }
+  const ExitInfo info = wait_server_exit(after(kStopTimeout));
+  EXPECT_EQ(info.stat("routed"), shards() * (kFrames + 1));
+  EXPECT_EQ(info.stat("forwarded"), shards() * (kFrames + 1) - 1) << "every frame but one barrier crossed shards";
+  EXPECT_EQ(info.stat("pending_bytes"), 0u);
+  EXPECT_EQ(info.stat("closed_shutdown"), 2 * shards() + 1);
+}
+
 // A receiver that never reads cannot hold the shutdown beyond --drain-timeout.
 TEST_P(LifecycleTest, DrainTimeoutBoundsShutdown) {
   const bool isolating = isolates_slow_consumers(engine());

@@ -274,7 +274,8 @@ void ReactorEngine::on_end_of_turn() {
   // A cluster node stops listening once its queues are written, and is
   // drained when what was still on its way has been routed and written too.
   if (draining_ && cluster_ && router_.stats().pending_bytes == 0) cluster_->stop_listening();
-  const bool drained = router_.stats().pending_bytes == 0 && (!cluster_ || cluster_->idle());
+  const bool drained = router_.stats().pending_bytes == 0 && (!cluster_ || cluster_->idle()) &&
+                       (shard_ == nullptr || !draining_ || shards_drained());
   if (draining_ && (drained || now() >= drain_deadline_)) loop_->request_stop();
 }
 
@@ -416,6 +417,29 @@ void ReactorEngine::exchange_with_peers() {
     if (!received) break;
   }
   if (router_.has_peer_output()) loop_->notify();
+}
+
+// Draining: whether every shard has handed over all it had for the others
+// and nothing is left in this shard's incoming rings (ShardSet::drained_out).
+bool ReactorEngine::shards_drained() {
+  ShardSet& set = *shard_->set;
+  const bool clear = !router_.has_peer_output() &&
+                     std::all_of(pending_.begin(), pending_.end(), [](const auto& q) { return q.empty(); });
+  if (set.drained_out[shard_->index].exchange(clear) != clear && clear) {
+    // The others may wait for this to stop: let them look again now.
+    for (unsigned i = 0; i < set.count; ++i) {
+      if (i == shard_->index) continue;
+      if (net::Loop* other = set.loops[i].load()) other->notify();
+    }
+  }
+  if (!clear) return false;
+  for (unsigned i = 0; i < set.count; ++i) {
+    if (!set.drained_out[i].load()) return false;
+  }
+  for (unsigned from = 0; from < set.count; ++from) {
+    if (from != shard_->index && !set.ring(from, shard_->index).queue.empty()) return false;
+  }
+  return true;
 }
 
 bool ReactorEngine::receive_from_peers() {

@@ -77,6 +77,7 @@ class ReactorEngine final : public Engine, private cluster::TransportEvents {
   void setup_shard();
   void exchange_with_peers();
   bool receive_from_peers();
+  bool shards_drained();
   void publish_to_peers();
 
   void setup();

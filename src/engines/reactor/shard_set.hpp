@@ -41,7 +41,7 @@ struct ShardRing {
 };
 
 struct ShardSet {
-  explicit ShardSet(unsigned n) : count{n}, rings(std::size_t{n} * n), loops(n) {
+  explicit ShardSet(unsigned n) : count{n}, rings(std::size_t{n} * n), loops(n), drained_out(n) {
     for (auto& r : rings) r = std::make_unique<ShardRing>();
     for (auto& l : loops) l.store(nullptr);
   }
@@ -52,6 +52,12 @@ struct ShardSet {
   // Each shard's loop, published by the shard's thread once it exists and
   // before any connection is accepted (the engine waits for all of them).
   std::vector<std::atomic<net::Loop*>> loops;
+  // Shutdown: shard i drains and has nothing left for the others (no batch
+  // in its router or waiting for room in a ring). A draining shard reads no
+  // client, so it makes no new frame; a shard stops only once every shard
+  // says so and its own incoming rings are empty, so that no frame still on
+  // its way to it is lost (set after the last push, read before the rings).
+  std::vector<std::atomic<bool>> drained_out;
   std::atomic<std::size_t> live{0};  // connections of the whole server (--max-conns)
   std::mutex accept_mutex;           // accept and the EMFILE spare, one shard at a time
   std::size_t max_conns = 0;

@@ -5,12 +5,20 @@
 // or the cluster's transport would.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <map>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -342,5 +350,207 @@ TEST(Places, MalformedBatchIsCountedNotFatal) {
   EXPECT_EQ(r.stats().peer_errors, 3U);
   EXPECT_EQ(queued(r, d), "");
 }
+
+// A seeded simulation of 2 to 4 places joined by bounded rings, as the
+// sharded engine joins its shards: clients on every place send numbered v1
+// frames to random clients anywhere; a place's turn flushes its batches into
+// its rings (a ring holds two batches: a full one leaves the batch with its
+// producer and blocks the place, whose senders are then paused, as the
+// engine does) and takes in every batch waiting for it; receivers read
+// random amounts; pause and resume actions stop and restart senders, and a
+// frame the router refused with `paused` is offered again on resume. After
+// every step: every receiver has each sender's frames in order, none twice;
+// each router's routed count is what its clients read plus what is queued
+// for them; its pending bytes are what its queues hold. At the end, once
+// everything has been exchanged and read, every frame a router accepted
+// arrived. Deterministic for a seed.
+struct SimClient {
+  std::uint32_t place = 0;
+  ClientId id{};
+  bool reading = true;                   // PauseReading / ResumeReading
+  std::optional<std::string> held;       // refused with `paused`: offered again on resume
+  std::uint32_t held_to = 0;
+  std::string inbox;                     // bytes read, an incomplete frame at the end
+  std::map<std::uint32_t, std::uint64_t> next_from;  // sender -> next sequence number expected
+  std::uint64_t frames_read = 0;
+};
+
+class PlacesSimulation : public testing::TestWithParam<std::tuple<unsigned, std::uint64_t>> {};
+
+TEST_P(PlacesSimulation, RandomTrafficThroughBoundedRingsKeepsOrderAndLosesNothing) {
+  const auto [places, seed] = GetParam();
+  SCOPED_TRACE("places " + std::to_string(places) + ", seed " + std::to_string(seed));
+  constexpr std::size_t kClientsPerPlace = 5;
+  constexpr std::size_t kRingBatches = 2;
+  constexpr int kSteps = 6000;
+  std::mt19937_64 rng(seed);
+  auto below = [&](std::uint64_t n) { return std::uniform_int_distribution<std::uint64_t>(0, n - 1)(rng); };
+
+  Cluster c(places, 600);
+  std::vector<SimClient> clients;
+  std::map<std::uint32_t, std::size_t> by_id;
+  for (std::uint32_t p = 0; p < places; ++p) {
+    for (std::size_t i = 0; i < kClientsPerPlace; ++i) {
+      SimClient sc;
+      sc.place = p;
+      sc.id = join(c[p]);
+      by_id[to_u32(sc.id)] = clients.size();
+      clients.push_back(std::move(sc));
+    }
+  }
+  // rings[from][to]: batches in flight; waiting[from][to]: batches a full ring left with their producer.
+  std::vector<std::vector<std::deque<std::vector<char>>>> rings(places, std::vector<std::deque<std::vector<char>>>(places));
+  auto waiting = rings;
+  std::map<std::pair<std::uint32_t, std::uint32_t>, std::uint64_t> next_seq;  // (from, to) -> next to send
+  std::uint64_t accepted = 0, accepted_across = 0, ring_full = 0;
+
+  auto offer = [&](SimClient& s, std::uint32_t to, const std::string& payload) {
+    const RouteResult r = send_v1(c[s.place], s.id, ClientId{to}, payload);
+    if (r == RouteResult::paused) {
+      s.held = payload;
+      s.held_to = to;
+      return;
+    }
+    ASSERT_TRUE(r == RouteResult::queued || r == RouteResult::forwarded) << "frame refused: " << payload;
+    ++accepted;
+    if (r == RouteResult::forwarded) ++accepted_across;
+  };
+  auto carry_out_actions = [&] {
+    for (std::uint32_t p = 0; p < places; ++p) {
+      std::vector<Action> acts(c[p].actions().begin(), c[p].actions().end());
+      c[p].clear_actions();
+      for (const Action& a : acts) {
+        if (const auto* x = std::get_if<sb::core::PauseReading>(&a)) clients[by_id.at(to_u32(x->client))].reading = false;
+        if (const auto* x = std::get_if<sb::core::ResumeReading>(&a)) {
+          SimClient& s = clients[by_id.at(to_u32(x->client))];
+          s.reading = true;
+          if (s.held) {
+            const std::string payload = *std::exchange(s.held, std::nullopt);
+            offer(s, s.held_to, payload);
+          }
+        }
+        ASSERT_EQ(std::get_if<sb::core::Close>(&a), nullptr) << "nobody stalls for long enough to be closed";
+      }
+    }
+  };
+  auto turn = [&](std::uint32_t p) {
+    c[p].flush_peers([&](std::uint32_t to, std::vector<char>& batch, std::size_t) {
+      waiting[p][to].push_back(std::move(batch));
+    });
+    for (std::uint32_t to = 0; to < places; ++to) {
+      while (!waiting[p][to].empty() && rings[p][to].size() < kRingBatches) {
+        rings[p][to].push_back(std::move(waiting[p][to].front()));
+        waiting[p][to].pop_front();
+      }
+      if (!waiting[p][to].empty()) ++ring_full;
+      c[p].set_peer_blocked(to, !waiting[p][to].empty());
+    }
+    for (std::uint32_t from = 0; from < places; ++from) {
+      while (!rings[from][p].empty()) {
+        c[p].on_peer_batch(rings[from][p].front());
+        rings[from][p].pop_front();
+      }
+    }
+  };
+  auto read = [&](SimClient& r, std::size_t n) {
+    const std::string got = write(c[r.place], r.id, n);
+    r.inbox += got;
+    for (std::size_t nul; (nul = r.inbox.find('\0')) != std::string::npos;) {
+      const std::string frame = r.inbox.substr(0, nul);
+      r.inbox.erase(0, nul + 1);
+      unsigned long from = 0, to = 0;
+      unsigned long long seq = 0;
+      ASSERT_EQ(std::sscanf(frame.c_str(), "f %lu t %lu n %llu", &from, &to, &seq), 3) << "corrupt frame " << frame;
+      ASSERT_EQ(to, to_u32(r.id)) << "misrouted frame " << frame;
+      ASSERT_EQ(seq, r.next_from[from]) << "frame out of order, lost or twice: " << frame;
+      ++r.next_from[from];
+      ++r.frames_read;
+    }
+  };
+  auto check = [&](int step) {
+    for (std::uint32_t p = 0; p < places; ++p) {
+      std::uint64_t read_frames = 0, queued_frames = 0, queued_bytes = 0;
+      for (const SimClient& s : clients) {
+        if (s.place != p) continue;
+        const std::string q = queued(c[p], s.id);
+        read_frames += s.frames_read;
+        queued_frames += static_cast<std::uint64_t>(std::count(q.begin(), q.end(), '\0'));
+        queued_bytes += q.size();
+      }
+      ASSERT_EQ(c[p].stats().frames_routed, read_frames + queued_frames) << "place " << p << ", step " << step;
+      ASSERT_EQ(c[p].stats().pending_bytes, queued_bytes) << "place " << p << ", step " << step;
+    }
+  };
+
+  for (int step = 0; step < kSteps; ++step) {
+    const std::uint64_t what = below(10);
+    if (what < 5) {  // a client sends
+      SimClient& s = clients[below(clients.size())];
+      if (s.reading && !s.held) {
+        const SimClient& d = clients[below(clients.size())];
+        const std::uint32_t to = to_u32(d.id);
+        const std::uint64_t seq = next_seq[{to_u32(s.id), to}]++;
+        // Sizes from a few bytes to a few hundred: queues go past their
+        // 600-byte limit, so senders are paused and resumed all along.
+        const std::string payload = "f " + std::to_string(to_u32(s.id)) + " t " + std::to_string(to) + " n " +
+                                    std::to_string(seq) + " " + std::string(below(300), 'x');
+        offer(s, to, payload);
+      }
+    } else if (what < 8) {  // a place's turn
+      turn(static_cast<std::uint32_t>(below(places)));
+    } else {  // a receiver reads some
+      read(clients[below(clients.size())], below(2) == 0 ? std::string::npos : below(700));
+    }
+    if (HasFatalFailure()) return;
+    carry_out_actions();
+    if (HasFatalFailure()) return;
+    check(step);
+    if (HasFatalFailure()) return;
+  }
+
+  // The end: turns and reads until nothing is held, in flight or queued.
+  for (int round = 0; round < 10000; ++round) {
+    for (std::uint32_t p = 0; p < places; ++p) turn(p);
+    for (SimClient& s : clients) read(s, std::string::npos);
+    if (HasFatalFailure()) return;
+    carry_out_actions();
+    if (HasFatalFailure()) return;
+    check(kSteps + round);
+    if (HasFatalFailure()) return;
+    bool idle = true;
+    for (std::uint32_t p = 0; p < places; ++p) {
+      idle = idle && c[p].stats().pending_bytes == 0 && !c[p].has_peer_output();
+      for (std::uint32_t q = 0; q < places; ++q) idle = idle && rings[p][q].empty() && waiting[p][q].empty();
+    }
+    for (const SimClient& s : clients) idle = idle && !s.held && s.reading && s.inbox.empty();
+    if (idle) break;
+  }
+  std::uint64_t routed = 0, forwarded = 0, read_frames = 0, pauses = 0;
+  for (std::uint32_t p = 0; p < places; ++p) {
+    routed += c[p].stats().frames_routed;
+    forwarded += c[p].stats().frames_forwarded;
+    pauses += c[p].stats().sender_pauses;
+    EXPECT_EQ(c[p].stats().dropped_no_route + c[p].stats().dropped_slow_consumer, 0U);
+  }
+  for (const SimClient& s : clients) {
+    read_frames += s.frames_read;
+    EXPECT_FALSE(s.held) << "a sender was never resumed";
+    EXPECT_TRUE(s.reading) << "a sender was never resumed";
+  }
+  EXPECT_EQ(read_frames, accepted) << "accepted frames were lost";
+  EXPECT_EQ(routed, accepted);
+  EXPECT_EQ(forwarded, accepted_across);
+  EXPECT_GT(accepted_across, accepted / 4) << "too few frames crossed places to mean anything";
+  EXPECT_GT(pauses, 0U) << "no sender was ever paused: the limits were never reached";
+  EXPECT_GT(ring_full, 0U) << "no ring was ever full";
+  for (const auto& [key, n] : next_seq) {
+    const SimClient& d = clients[by_id.at(key.second)];
+    const auto it = d.next_from.find(key.first);
+    EXPECT_EQ(it == d.next_from.end() ? 0 : it->second, n) << "from " << key.first << " to " << key.second;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, PlacesSimulation,
+                         testing::Combine(testing::Values(2U, 3U, 4U), testing::Values(1ULL, 2ULL, 3ULL)));
 
 }  // namespace

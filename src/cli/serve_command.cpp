@@ -143,6 +143,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeFlags& f) {
                   "On SIGINT/SIGTERM, how long to keep writing queued output (0..24h)")
       ->check(duration_validator(milliseconds{0}, kMaxDuration))
       ->capture_default_str();
+  cmd->add_option("--ring-bytes", f.ring_bytes,
+                  "sharded: bytes in flight from one shard to another before the senders that feed them pause "
+                  "(4K..1G)")
+      ->check(size_validator(std::uint64_t{4} << 10, std::uint64_t{1} << 30))
+      ->capture_default_str();
   cmd->add_option("--threads", f.threads,
                   "Threads for multi-threaded engines (0: one per core; at most 1024)")
       ->check(CLI::Range(std::int64_t{0}, kMaxThreads))
@@ -224,6 +229,7 @@ int serve(const ServeFlags& f) {
   options.router.auth_timeout = duration_of(f.auth_timeout);
   options.max_conns = static_cast<std::size_t>(f.max_conns);
   options.threads = static_cast<unsigned>(f.threads);
+  options.ring_bytes = size_of(f.ring_bytes);
 
   const std::string engine_name = f.engine;
   options.on_listening = [engine_name](const net::Endpoint& bound) {
@@ -238,11 +244,11 @@ int serve(const ServeFlags& f) {
   // gives them as fields).
   spdlog::info(
       "config: engine={} listen={} max-frame={} max-pending={} max-pending-total={} ({}) slow-consumer={} "
-      "stall-timeout={} drain-timeout={} max-conns={} threads={} auth={}{} cluster={}",
+      "stall-timeout={} drain-timeout={} max-conns={} threads={} ring-bytes={} auth={}{} cluster={}",
       f.engine, options.listen.to_string(), options.max_frame, options.router.max_pending,
       options.router.max_pending_total, total_note, f.slow_consumer, f.stall_timeout, f.drain_timeout,
       f.max_conns == 0 ? std::string("auto") : std::to_string(f.max_conns),
-      f.threads == 0 ? std::string("auto") : std::to_string(f.threads),
+      f.threads == 0 ? std::string("auto") : std::to_string(f.threads), options.ring_bytes,
       f.auth_token_file.empty() ? "off" : "on",
       f.auth_token_file.empty() ? std::string() : " auth-timeout=" + f.auth_timeout,
       f.cluster.empty() ? std::string("off") : f.cluster + " cluster-lease=" + f.cluster_lease);

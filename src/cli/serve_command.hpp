@@ -16,6 +16,7 @@ struct ServeFlags {
   std::string max_frame = "1M";
   std::string max_pending = "8M";
   std::string max_pending_total;  // empty: a quarter of the memory limit
+  std::string ring_bytes = "4M";  // sharded: bytes in flight from one shard to another
   std::string slow_consumer = "backpressure";
   std::string stall_timeout = "10s";
   std::string drain_timeout = "5s";

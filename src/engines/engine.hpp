@@ -26,6 +26,9 @@ struct ServerOptions {
   std::size_t max_conns = 0;  // 0: derived from the open-files limit
   std::chrono::milliseconds drain_timeout{5000};
   unsigned threads = 0;  // multi-threaded engines: 0 means one per core
+  // The sharded engine: bytes in flight in one ring (from one shard to
+  // another) before the senders that feed it pause.
+  std::size_t ring_bytes = std::size_t{4} << 20;
   // Protocol v2 authentication: a file of tokens, one per line (blanks
   // stripped, empty lines and lines starting with '#' ignored), re-read on
   // SIGHUP. Empty: no authentication. router.auth_required follows it.

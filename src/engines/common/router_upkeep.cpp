@@ -36,7 +36,10 @@ void log_policy_counts(const core::Stats& now, core::Stats& logged, net::RateLim
         config.max_pending_total, capped);
   }
   if (pauses > 0) {
-    spdlog::info("backpressure: paused senders {} times: their destinations were over --max-pending", pauses);
+    spdlog::info(
+        "backpressure: paused senders {} times: their destinations were over --max-pending, or the way to "
+        "another shard or node was full",
+        pauses);
   }
   logged = now;
 }

@@ -479,7 +479,7 @@ void ReactorEngine::publish_to_peers() {
     ShardRing& ring = set.ring(shard_->index, to);
     auto push_all = [&] {
       bool pushed = false;
-      while (!pending_[to].empty() && ring.bytes.load() < kRingBytes) {
+      while (!pending_[to].empty() && ring.bytes.load() < set.ring_bytes) {
         auto* batch = new ShardRing::Batch(std::move(pending_[to].front()));
         const std::size_t size = batch->size();
         if (!ring.queue.push(batch)) {

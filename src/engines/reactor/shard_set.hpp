@@ -8,7 +8,8 @@
 // Boost.Lockfree's spsc_queue is the ring (one producer thread, one consumer
 // thread, wait-free); it bounds the number of batches in flight, and
 // `bytes` bounds their size, so a shard that does not keep up costs its
-// peers at most kRingBytes each before their senders to it pause.
+// peers at most ring_bytes (--ring-bytes) each before their senders to it
+// pause.
 #pragma once
 
 #include <atomic>
@@ -23,7 +24,6 @@
 namespace sb::engines::reactor {
 
 inline constexpr std::size_t kRingBatches = 1024;
-inline constexpr std::size_t kRingBytes = std::size_t{4} << 20;
 
 struct ShardRing {
   using Batch = std::vector<char>;
@@ -61,6 +61,7 @@ struct ShardSet {
   std::atomic<std::size_t> live{0};  // connections of the whole server (--max-conns)
   std::mutex accept_mutex;           // accept and the EMFILE spare, one shard at a time
   std::size_t max_conns = 0;
+  std::size_t ring_bytes = std::size_t{4} << 20;  // --ring-bytes
 };
 
 // One shard's view: which it is, the set, and its listener (bound by the

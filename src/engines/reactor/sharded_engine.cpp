@@ -94,6 +94,7 @@ int ShardedEngine::run() {
 
   set_ = std::make_unique<ShardSet>(count_);
   set_->max_conns = effective_max_conns(options_);
+  set_->ring_bytes = options_.ring_bytes;
   // The first listener resolves port 0; the others bind the port it got.
   net::Endpoint bound = options_.listen;
   for (unsigned i = 0; i < count_; ++i) {

@@ -93,11 +93,7 @@ std::vector<WorkerPlan> make_plans(Scenario scenario, const BenchOptions& o, Pee
   const std::uint32_t threads = std::max<std::uint32_t>(1, std::min(o.threads, o.pairs));
   plans.resize(threads, base());
   const bool place = shards > 1;
-  if (place) {
-    unsigned bits = 1;
-    while ((std::uint64_t{1} << bits) < shards) ++bits;  // as the engine lays IDs out (docs/ARCHITECTURE.md)
-    for (WorkerPlan& p : plans) p.shard_bits = bits;
-  }
+  for (WorkerPlan& p : plans) p.shards = shards;
   auto place_pair = [&](WorkerPlan& p, std::uint32_t from_shard, std::uint32_t to_shard) {
     if (!place) return;
     p.client_shard.resize(p.clients);
@@ -261,10 +257,8 @@ class Run {
       if (auto m = sample()) r_.rss_start_kib = m->rss_kib;
     }
 
-    const std::uint32_t shards =
-        target_.kind == TargetKind::engine && target_.engine == "sharded" && o_.placement != Placement::random
-            ? o_.shards
-            : 1;
+    const bool sharded = target_.kind == TargetKind::engine && target_.engine == "sharded";
+    const std::uint32_t shards = sharded && o_.placement != Placement::random ? o_.shards : 1;
     auto plans = make_plans(scenario_, o_, protocol, Endpoints{server->endpoint(), server->receiver_endpoint()},
                             shards, o_.placement);
     for (const WorkerPlan& p : plans) {
@@ -382,10 +376,9 @@ class Run {
       if (auto m = sample()) r_.hwm_kib = m->hwm_kib;
     }
     r_.server_exit = server->stop();
-    if (target_.kind == TargetKind::engine && target_.engine == "sharded") {
+    if (sharded) {
       r_.shards = o_.shards;
       r_.placement = o_.placement;
-      r_.placed = r_.pairs_placed > 0;  // conns and fanin are not placed
       read_cross_shard_counts(log_path);
     }
 

@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "bench/process.hpp"
+#include "protocol/client_id.hpp"
 
 namespace sb::bench {
 
@@ -708,7 +709,7 @@ void Worker::finish() {
 
 void Worker::on_greeting(std::uint32_t conn, std::uint32_t id) {
   const std::uint32_t client = conns_[conn].client;
-  if (!plan_.client_shard.empty() && (id >> (32 - plan_.shard_bits)) != plan_.client_shard[client]) {
+  if (!plan_.client_shard.empty() && shard_of(id, plan_.shards) != plan_.client_shard[client]) {
     // On the wrong shard: SO_REUSEPORT chose by a hash of the address, so a
     // new connection lands on each shard about as often. Replaced once its
     // parser has returned (on_readable, reconnect).

@@ -87,11 +87,11 @@ struct WorkerPlan {
   std::size_t payload_size = 64;
   std::uint32_t window = 256;  // messages in flight per stream
   std::chrono::milliseconds setup_timeout{30000};
-  // The sharded engine: which shard each local client must land on, read
-  // from the top `shard_bits` of the ID the server gives it (the documented
-  // ID layout, docs/ARCHITECTURE.md). A client that lands elsewhere is
-  // connected again. Empty: wherever SO_REUSEPORT puts it.
-  unsigned shard_bits = 0;
+  // The sharded engine with `shards` shards: which shard each local client
+  // must land on, read from the ID the server gives it (sb::shard_of). A
+  // client that lands elsewhere is connected again. Empty: wherever
+  // SO_REUSEPORT puts it.
+  std::uint32_t shards = 1;
   std::vector<std::uint32_t> client_shard;
 };
 

@@ -1,5 +1,6 @@
 #include "harness.hpp"
 
+#include "protocol/client_id.hpp"
 #include "redis_server.hpp"
 
 #include <arpa/inet.h>
@@ -815,10 +816,9 @@ Client EngineTest::connect(const ConnectOptions& options) {
 
 Client EngineTest::connect_on_shard(unsigned shard, const ConnectOptions& options) {
   if (!sharded()) return connect(options);
-  const unsigned bits = shards() == 2 ? 1 : 2;  // as the engine lays IDs out (docs/ARCHITECTURE.md)
   for (int attempt = 0; attempt < 64; ++attempt) {
     Client c = connect(options);
-    if (c.id() >> (32 - bits) == shard % shards()) return c;
+    if (shard_of(c.id(), shards()) == shard % shards()) return c;
   }
   throw HarnessError("no connection in 64 landed on shard " + std::to_string(shard % shards()));
 }

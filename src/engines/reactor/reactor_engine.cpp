@@ -64,7 +64,7 @@ core::RouterConfig router_config(const ServerOptions& options, const ShardLink* 
     config.counter_bits = cluster::kCounterBits;
     config.place = cluster::place_of(options.cluster->node, shard != nullptr ? shard->index : 0);
   } else if (shard != nullptr) {
-    config.counter_bits = 32 - shard_bits(shard->set->count);
+    config.counter_bits = 32 - sb::shard_bits(shard->set->count);
     config.place = shard->index;
   }
   return config;

@@ -72,13 +72,4 @@ struct ShardLink {
   net::Fd listener;
 };
 
-// Bits of an ID that name the shard for `count` shards (at least 1), so
-// that the counter keeps 32 - bits (at least 20: a million IDs per shard
-// before one recurs).
-constexpr unsigned shard_bits(unsigned count) noexcept {
-  unsigned bits = 1;
-  while ((1U << bits) < count) ++bits;
-  return bits;
-}
-
 }  // namespace sb::engines::reactor

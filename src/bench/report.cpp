@@ -221,13 +221,14 @@ std::string format_notes(const std::vector<RunResult>& results) {
     if (!r.server_processes.empty()) out += "  " + server_processes_note(r) + "\n";
     if (r.shards > 0) {
       out += fmt::format("- {}: {} shards, clients {}", who, r.shards,
-                         r.placed ? fmt::format("placed (--placement {}): {} of {} pairs cross shards",
+                         r.pairs_placed > 0 ? fmt::format("placed (--placement {}): {} of {} pairs cross shards",
                                                 to_string(r.placement), r.pairs_crossing, r.pairs_placed)
                                   : std::string("where SO_REUSEPORT put them"));
       if (r.frames_routed && r.frames_forwarded && *r.frames_routed > 0) {
-        out += fmt::format("; {} of {} routed frames crossed shards ({:.0f}%)", thousands(*r.frames_forwarded),
-                           thousands(*r.frames_routed),
-                           100.0 * static_cast<double>(*r.frames_forwarded) / static_cast<double>(*r.frames_routed));
+        const auto forwarded = static_cast<double>(*r.frames_forwarded);
+        const auto routed = static_cast<double>(*r.frames_routed);
+        out += fmt::format("; {} of {} routed frames crossed shards ({:.0f}%)", thousands(forwarded),
+                           thousands(routed), 100.0 * forwarded / routed);
       }
       out += "\n";
     }
@@ -338,7 +339,7 @@ nlohmann::json to_json(const BenchOptions& o, const std::vector<RunResult>& resu
     x["connections"] = r.connections;
     if (r.shards > 0) {
       x["sharded"] = {{"shards", r.shards},
-                      {"placed", r.placed},
+                      {"placed", r.pairs_placed > 0},
                       {"placement", to_string(r.placement)},
                       {"pairs_placed", r.pairs_placed},
                       {"pairs_crossing", r.pairs_crossing},

@@ -147,13 +147,13 @@ struct RunResult {
   std::vector<std::string> error_samples;
   std::string server_exit;
   std::string server_log;
-  // The sharded engine: its shards, whether the pairs were placed, and from
-  // the stats line it logs as it exits, the frames it routed and those
-  // that crossed shards.
+  // The sharded engine: its shards, the pairs placed (none: conns and
+  // fanin, or --placement random) and those whose ends are on different
+  // shards, and from the stats line it logs as it exits, the frames it
+  // routed and those that crossed shards.
   std::uint32_t shards = 0;
-  bool placed = false;
   Placement placement = Placement::planned;
-  std::uint32_t pairs_crossing = 0;  // placed: pairs whose ends are on different shards
+  std::uint32_t pairs_crossing = 0;
   std::uint32_t pairs_placed = 0;
   std::optional<std::uint64_t> frames_routed;
   std::optional<std::uint64_t> frames_forwarded;

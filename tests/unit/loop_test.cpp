@@ -256,11 +256,16 @@ TEST(LoopTest, AfterAYieldWhatIsReadyIsDispatched) {
 TEST(LoopTest, APostWakesALoopThatYieldedAndThenSlept) {
   Loop loop{kLongWait};
   std::atomic<bool> ran{false};
+  std::atomic<bool> asked{false};
   loop.set_end_of_turn([&] {
     if (!ran) loop.yield_before_sleep();  // every turn until the post: as a busy engine asks
+    asked = true;
   });
   std::thread poster([&] {
-    std::this_thread::sleep_for(100ms);  // let the loop yield, look, and fall asleep
+    // Once a turn has asked for the yield, the loop's next wait yields,
+    // looks, and sleeps; the post must wake it whenever it comes.
+    const auto deadline = std::chrono::steady_clock::now() + kWakeBound;
+    while (!asked && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
     loop.post([&] {
       ran = true;
       loop.request_stop();

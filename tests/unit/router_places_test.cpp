@@ -458,9 +458,9 @@ TEST_P(PlacesSimulation, RandomTrafficThroughBoundedRingsKeepsOrderAndLosesNothi
     for (std::size_t nul; (nul = r.inbox.find('\0')) != std::string::npos;) {
       const std::string frame = r.inbox.substr(0, nul);
       r.inbox.erase(0, nul + 1);
-      unsigned long from = 0, to = 0;
+      unsigned from = 0, to = 0;
       unsigned long long seq = 0;
-      ASSERT_EQ(std::sscanf(frame.c_str(), "f %lu t %lu n %llu", &from, &to, &seq), 3) << "corrupt frame " << frame;
+      ASSERT_EQ(std::sscanf(frame.c_str(), "f %u t %u n %llu", &from, &to, &seq), 3) << "corrupt frame " << frame;
       ASSERT_EQ(to, to_u32(r.id)) << "misrouted frame " << frame;
       ASSERT_EQ(seq, r.next_from[from]) << "frame out of order, lost or twice: " << frame;
       ++r.next_from[from];
